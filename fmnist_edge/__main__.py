@@ -1,0 +1,3 @@
+from fmnist_edge.cli import app
+
+app(prog_name="fmnist-edge")

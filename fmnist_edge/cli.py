@@ -1,0 +1,110 @@
+"""The `fmnist-edge` command line: thin commands over the library, errors mapped to exit codes here.
+
+Heavy packages (TensorFlow, tf2onnx, onnx) are imported inside the commands that use them, so
+`classify` on a device starts fast and never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
+
+app = typer.Typer(
+    name="fmnist-edge",
+    help="Train, quantize and ship a compact Fashion-MNIST classifier to small CPU devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DataDir = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional on Python 3.10
+    typer.Option("--data-dir", help="Folder with the four Fashion-MNIST .gz files "
+                 "[default: $FMNIST_EDGE_DATA, the user cache, /usr/share/datasets/fashion-mnist, download]"),
+]
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def require(module: str, package: str, extra: str) -> None:
+    """Fail with the pip command to run when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(package, extra)
+
+
+@app.command()
+def data(data_dir: DataDir = None) -> None:
+    """Find Fashion-MNIST, verify the four files' checksums and print the class counts."""
+    import numpy as np
+
+    from fmnist_edge.runtime.spec import CLASS_NAMES
+    from fmnist_edge.train import data as fmnist_data
+
+    try:
+        ds = fmnist_data.load(data_dir)
+    except FmnistEdgeError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"found: {ds.source}")
+    for name, digest in ds.sha256.items():
+        typer.echo(f"  sha256 ok  {name}  {digest[:16]}…")
+    typer.echo(f"train: {ds.train_images.shape}  test: {ds.test_images.shape}")
+    train_counts = np.bincount(ds.train_labels, minlength=10)
+    test_counts = np.bincount(ds.test_labels, minlength=10)
+    typer.echo(f"  {'class':<12} {'train':>6} {'test':>6}")
+    for i, name in enumerate(CLASS_NAMES):
+        typer.echo(f"  {name:<12} {train_counts[i]:>6} {test_counts[i]:>6}")
+
+
+@app.command()
+def train(
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = Path(
+        "runs/train"
+    ),
+    subset: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Train the compact CNN (best epoch chosen on a validation split; the test set is never used)."""
+    try:
+        require("tensorflow", "tensorflow", "train")
+        from fmnist_edge.train.train import TrainConfig
+        from fmnist_edge.train.train import train as run_training
+
+        cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size)
+        record = run_training(cfg, out, data_dir=data_dir, force=force)
+    except FmnistEdgeError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; the best checkpoint so far (if any) is in {out}", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(
+        f"best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}; "
+        f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
+        f"{record['wall_seconds'] / 60:.1f} min, peak RSS {record['peak_rss_mb']:.0f} MB -> {out}"
+    )
+
+
+def main() -> None:
+    app(prog_name="fmnist-edge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

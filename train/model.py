@@ -1,0 +1,69 @@
+"""The compact CNN: a plain VGG-style stack that quantizes to full-integer TFLite and exports to ONNX.
+
+Only Conv2D, BatchNormalization, ReLU, MaxPooling, GlobalAveragePooling, Dropout and Dense are
+used, so every converter handles the graph without custom ops. The shape lives in ModelConfig,
+which is saved in the training record so the model can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+
+PARAM_LIMIT = 500_000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Channels per stage; each stage is `convs` 3x3 convs then a 2x2 max-pool (not after the last)."""
+
+    stages: tuple[tuple[int, ...], ...] = field(default=((32,), (64, 64), (128, 128, 128)))
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ModelConfig:
+        stages = tuple(tuple(int(c) for c in s) for s in data["stages"])  # type: ignore[union-attr]
+        return cls(stages=stages, dropout=float(data["dropout"]))  # type: ignore[arg-type]
+
+
+def build_model(config: ModelConfig = ModelConfig(), name: str = "fmnist_cnn"):  # noqa: B008
+    """Build the Keras model. Input: raw pixels 0..255, float32 NHWC. Output: 10 logits."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=INPUT_SHAPE, dtype="float32", name="pixels")
+    # (x/255 - mean)/std folded into one affine op; it lives in the graph so every format agrees.
+    x = layers.Rescaling(
+        scale=1.0 / (255.0 * PIXEL_STD), offset=-PIXEL_MEAN / PIXEL_STD, name="normalize"
+    )(inputs)
+    for s, widths in enumerate(config.stages):
+        for c, width in enumerate(widths):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{s}_conv{c}")(x)
+            x = layers.BatchNormalization(name=f"s{s}_bn{c}")(x)
+            x = layers.ReLU(name=f"s{s}_relu{c}")(x)
+        if s < len(config.stages) - 1:
+            x = layers.MaxPooling2D(2, name=f"s{s}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = layers.Dense(NUM_CLASSES, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates per image for Conv2D and Dense layers (BN folds away at export)."""
+    from keras import layers
+
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            macs += h * w * cout * kh * kw * cin
+        elif isinstance(layer, layers.Dense):
+            macs += layer.input.shape[-1] * layer.units
+    return int(macs)
