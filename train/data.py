@@ -104,6 +104,7 @@ def locate(data_dir: Path | None = None, download: bool = True) -> Path:
 
 def download_all(target: Path, mirror: str | None = None) -> Path:
     """Download any missing file into `target`, verifying each before it takes its real name."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -131,7 +132,8 @@ def download_all(target: Path, mirror: str | None = None) -> Path:
                             "run the command again"
                         )
                     _read_verified(tmp, spec, shown_name=spec.name)
-            except (urllib.error.URLError, OSError) as exc:
+            # HTTPException: a connection dropped mid-chunk raises http.client.IncompleteRead.
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 raise DataError(f"could not download {url}: {exc}; check the network or use --data-dir") from exc
     return target
 

@@ -30,7 +30,7 @@ class ModelConfig:
         return cls(stages=stages, dropout=float(data["dropout"]))  # type: ignore[arg-type]
 
 
-def build_model(config: ModelConfig = ModelConfig(), name: str = "fmnist_cnn"):  # noqa: B008
+def build_model(config: ModelConfig = ModelConfig(), name: str = "fmnist_cnn"):
     """Build the Keras model. Input: raw pixels 0..255, float32 NHWC. Output: 10 logits."""
     import keras
     from keras import layers

@@ -1,0 +1,4 @@
+from fmnist_edge.app import main
+
+main()
+

@@ -1,0 +1,111 @@
+"""Converters from the Keras model to TFLite and ONNX, float and int8. Each returns bytes in memory;
+writing to disk is the pipeline's job, so a failed conversion never touches an artifact.
+
+TFLite goes through a SavedModel (`model.export`), which gives a frozen graph with a dynamic batch
+dimension; the int8 model is full-integer with uint8 input, so a device feeds raw pixels.
+ONNX goes through tf2onnx from a tf.function; its int8 model is onnxruntime static quantization
+(QDQ, per-channel weights) calibrated on the same training images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge.runtime.spec import INPUT_SHAPE
+
+ONNX_OPSET = 17
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "logits"
+
+
+def saved_model(model, directory: Path) -> Path:
+    model.export(str(directory), format="tf_saved_model", verbose=False)
+    return directory
+
+
+def tflite_fp32(saved_model_dir: Path) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    return converter.convert()
+
+
+def tflite_int8(saved_model_dir: Path, calibration: np.ndarray) -> bytes:
+    """Full-integer model: int8 weights and activations, uint8 input, int8 output."""
+    import tensorflow as tf
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for image in calibration:
+            yield [image[None].astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def onnx_fp32(model):
+    """An onnx.ModelProto with input `pixels` [batch, 28, 28, 1] float32 and output `logits`."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name=INPUT_NAME)
+
+    @tf.function(input_signature=[spec])
+    def serve(pixels):
+        return {OUTPUT_NAME: model(pixels, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET)
+    # tf2onnx names the dynamic batch dimension arbitrarily ("unk__53"); give it a readable name.
+    for value in (*proto.graph.input, *proto.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.dim_param = "batch"
+    return proto
+
+
+def onnx_int8(fp32_proto, calibration: np.ndarray, reduce_range: bool = True):
+    """Static QDQ quantization with per-channel int8 weights.
+
+    reduce_range=True quantizes weights to 7 bits. onnxruntime's x86 kernels without VNNI (this
+    machine's EPYC among them) can saturate in the u8*s8 multiply otherwise; ARM is unaffected.
+    Parity decides whether the cost is acceptable.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._images = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            image = next(self._images, None)
+            return None if image is None else {INPUT_NAME: image[None].astype(np.float32)}
+
+    with tempfile.TemporaryDirectory(prefix="fmnist-edge-onnx-") as tmp:
+        src, prepped, dst = Path(tmp, "fp32.onnx"), Path(tmp, "prep.onnx"), Path(tmp, "int8.onnx")
+        onnx.save(fp32_proto, str(src))
+        quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepped),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
+        return onnx.load(str(dst))

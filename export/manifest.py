@@ -1,0 +1,87 @@
+"""Write artifacts/manifest.json: what each shipped model is, where it came from, how it scored."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from fmnist_edge.export.parity import ParityReport, Tolerance
+from fmnist_edge.runtime.atomic import write_text_atomic
+from fmnist_edge.runtime.formats import Format
+from fmnist_edge.runtime.manifest import MANIFEST_FILE, sha256_file
+from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
+from fmnist_edge.train.provenance import git_commit, versions
+
+SCHEMA_VERSION = 1
+REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k test set, for CI parity
+
+
+def file_entry(out_dir: Path, fmt: Format, report: ParityReport, tolerance: Tolerance) -> dict:
+    path = out_dir / fmt.filename
+    return {
+        "name": fmt.name,
+        "file": fmt.filename,
+        "format": fmt.kind,
+        "precision": fmt.precision,
+        "size_bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "test_accuracy": round(report.accuracy, 6),
+        "agreement_with_keras": round(report.agreement, 6),
+        "accuracy_delta_pp": round(report.accuracy_delta_pp, 3),
+        # For int8 the score gap is reported but not bounded: quantized logits move by design.
+        "max_abs_diff": float(f"{report.max_abs_diff:.3e}"),
+        "checked": asdict(tolerance),
+    }
+
+
+def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entries: list[dict], options,
+                   data_sha256: dict[str, str]) -> dict:
+    previous = _load_previous(out_dir)
+    source_sha = sha256_file(model_path)
+    record = model_path.with_name(model_path.stem + ".training.json")
+    # Keep entries for formats not exported this time, if they came from the same Keras model.
+    kept = [
+        m for m in previous.get("models", [])
+        if previous.get("source", {}).get("sha256") == source_sha
+        and m["file"] not in {e["file"] for e in entries}
+        and (out_dir / m["file"]).is_file()
+    ]
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labels": list(CLASS_NAMES),
+        "input": input_contract(),
+        "preprocess_version": PREPROCESS_VERSION,
+        "default_model": "fmnist_cnn_int8.tflite",
+        "source": {
+            "file": model_path.name,
+            "sha256": source_sha,
+            "test_accuracy": round(keras_accuracy, 6),
+            "training_record": record.name if record.is_file() else None,
+            "training_record_sha256": sha256_file(record) if record.is_file() else None,
+        },
+        "reference_logits": {"file": REFERENCE_FILE, "sha256": sha256_file(out_dir / REFERENCE_FILE)},
+        "calibration": {
+            "images": options.calibration_size,
+            "seed": options.seed,
+            "from": "Fashion-MNIST training images (never test images)",
+        },
+        "data_sha256": data_sha256,
+        "export_git_commit": git_commit(Path(__file__).resolve().parent),
+        "tools": versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy"),
+        "models": sorted([*kept, *entries], key=lambda m: m["file"]),
+    }
+
+
+def _load_previous(out_dir: Path) -> dict:
+    path = out_dir / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> None:
+    write_text_atomic(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")

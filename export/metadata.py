@@ -1,0 +1,47 @@
+"""Labels, input contract and preprocessing version, written into each model file.
+
+ONNX keeps them in `metadata_props`; TFLite in a named entry of the flatbuffer's metadata table
+(the same mechanism TFLite's own metadata uses), holding UTF-8 JSON. The runtime reads both
+back with `fmnist_edge.runtime.model_info`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fmnist_edge import __version__
+from fmnist_edge.runtime.model_info import METADATA_KEY
+from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
+
+
+def model_metadata(precision: str) -> dict[str, object]:
+    return {
+        "producer": f"fmnist-edge {__version__}",
+        "labels": list(CLASS_NAMES),
+        "input": input_contract(),
+        "precision": precision,
+        "preprocess_version": PREPROCESS_VERSION,
+    }
+
+
+def add_to_tflite(model_bytes: bytes, metadata: dict[str, object]) -> bytes:
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata).encode("utf-8"))
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def add_to_onnx(model, metadata: dict[str, object]) -> None:
+    """Set metadata_props in place on an onnx.ModelProto."""
+    del model.metadata_props[:]
+    for key, value in {METADATA_KEY: json.dumps(metadata), "labels": json.dumps(list(CLASS_NAMES))}.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value

@@ -1,0 +1,158 @@
+"""`fmnist-edge export`: convert, check parity, then (and only then) write models and the manifest.
+
+Order of work, so that a failure leaves the previous artifacts untouched:
+  1. refuse early if a target exists and --force was not given;
+  2. convert every requested format in a temporary directory;
+  3. run each through the runtime's own backend on the 10k test images and check parity
+     against the Keras model's scores;
+  4. only when all pass, move each file into place atomically and rewrite the manifest.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge.export import convert, parity
+from fmnist_edge.export.manifest import REFERENCE_FILE, build_manifest, file_entry, write_manifest
+from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
+from fmnist_edge.runtime.atomic import atomic_path, write_bytes_atomic
+from fmnist_edge.runtime.backends import load_backend
+from fmnist_edge.runtime.errors import ExportError, ModelError
+from fmnist_edge.runtime.formats import EXPORTED, Format
+from fmnist_edge.runtime.manifest import MANIFEST_FILE
+from fmnist_edge.train import data as fmnist_data
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    kinds: tuple[str, ...] = ("tflite", "onnx")
+    int8: bool = False
+    calibration_size: int = 500
+    seed: int = 0
+    force: bool = False
+    batch_size: int = 500
+    # Tests of tiny smoke models relax these; the CLI never does, so nothing weaker ships.
+    fp32_tolerance: parity.Tolerance = parity.FLOAT
+    int8_tolerance: parity.Tolerance = parity.INT8
+
+    def tolerance(self, precision: str) -> parity.Tolerance:
+        return self.int8_tolerance if precision == "int8" else self.fp32_tolerance
+
+
+def targets(options: ExportOptions) -> list[Format]:
+    unknown = set(options.kinds) - {f.kind for f in EXPORTED}
+    if unknown:
+        raise ExportError(f"unknown format {', '.join(sorted(unknown))}; choose from tflite, onnx")
+    precisions = ("fp32", "int8") if options.int8 else ("fp32",)
+    return [f for f in EXPORTED if f.kind in options.kinds and f.precision in precisions]
+
+
+def calibration_images(images: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A fixed-seed sample of *training* images, [size, 28, 28, 1] uint8. Never test images."""
+    pick = np.random.default_rng(seed).choice(len(images), size=size, replace=False)
+    return images[np.sort(pick)][..., None]
+
+
+def run_scores(score: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([score(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def export(
+    model_path: Path,
+    out_dir: Path,
+    options: ExportOptions,
+    data_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Export `model_path` (.keras) to `out_dir`; returns the manifest that was written."""
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    todo = targets(options)
+    if not options.force:
+        existing = [str(out_dir / f.filename) for f in todo if (out_dir / f.filename).exists()]
+        if existing:
+            raise ExportError(f"{', '.join(existing)} already exist; pass --force to replace them")
+    if not model_path.is_file():
+        raise ModelError(f"model file not found: {model_path}")
+
+    started = time.time()
+    step = _Steps(len(todo) + 3, log)
+    import keras
+
+    step(f"loading {model_path}")
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise ModelError(f"{model_path}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
+    ds = fmnist_data.load(data_dir)
+    test_x, test_y = ds.test_images[..., None], ds.test_labels
+    calibration = calibration_images(ds.train_images, options.calibration_size, options.seed)
+
+    step("scoring the 10k test images with the Keras model (the parity reference)")
+    reference = run_scores(
+        lambda x: model(x.astype(np.float32), training=False).numpy(), test_x, options.batch_size
+    )
+    keras_accuracy = float((reference.argmax(1) == test_y).mean())
+    log(f"    Keras test accuracy {100 * keras_accuracy:.2f}%")
+
+    staged: list[tuple[Format, Path, parity.ParityReport]] = []
+    with tempfile.TemporaryDirectory(prefix="fmnist-edge-export-") as tmp:
+        tmp_dir = Path(tmp)
+        sm_dir = None
+        fp32_onnx = None
+        for fmt in todo:
+            step(f"converting {fmt.name}")
+            t0 = time.time()
+            metadata = model_metadata(fmt.precision)
+            if fmt.kind == "tflite":
+                sm_dir = sm_dir or convert.saved_model(model, tmp_dir / "saved_model")
+                raw = (
+                    convert.tflite_int8(sm_dir, calibration)
+                    if fmt.precision == "int8"
+                    else convert.tflite_fp32(sm_dir)
+                )
+                blob = add_to_tflite(raw, metadata)
+            else:
+                import onnx
+
+                fp32_onnx = fp32_onnx or convert.onnx_fp32(model)
+                proto = convert.onnx_int8(fp32_onnx, calibration) if fmt.precision == "int8" else fp32_onnx
+                add_to_onnx(proto, metadata)
+                onnx.checker.check_model(proto, full_check=True)
+                blob = proto.SerializeToString()
+            staged_path = tmp_dir / fmt.filename
+            staged_path.write_bytes(blob)
+            backend = load_backend(staged_path, threads=None)
+            scores = run_scores(backend.run, test_x, options.batch_size)
+            report = parity.compare(fmt.name, scores, reference, test_y, options.tolerance(fmt.precision))
+            log(f"    {report.summary()}  [{time.time() - t0:.0f}s, {len(blob) / 1024:.0f} KiB]")
+            parity.require(report)
+            staged.append((fmt, staged_path, report))
+
+        step(f"writing {len(staged)} models and {MANIFEST_FILE} to {out_dir}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt, staged_path, _ in staged:
+            write_bytes_atomic(out_dir / fmt.filename, staged_path.read_bytes())
+        with atomic_path(out_dir / REFERENCE_FILE) as tmp_ref, tmp_ref.open("wb") as fh:
+            np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test_y)
+    entries = [file_entry(out_dir, fmt, report, options.tolerance(fmt.precision)) for fmt, _, report in staged]
+    manifest = build_manifest(
+        out_dir, model_path, keras_accuracy, entries, options, data_sha256=ds.sha256
+    )
+    write_manifest(out_dir, manifest)
+    log(f"done in {time.time() - started:.0f}s")
+    return manifest
+
+
+class _Steps:
+    def __init__(self, total: int, log: Callable[[str], None]) -> None:
+        self.n, self.total, self.log, self.t0 = 0, total, log, time.time()
+
+    def __call__(self, message: str) -> None:
+        self.n += 1
+        self.log(f"[{self.n}/{self.total}] {message}  (+{time.time() - self.t0:.0f}s)")

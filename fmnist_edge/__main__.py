@@ -1,3 +1,0 @@
-from fmnist_edge.cli import app
-
-app(prog_name="fmnist-edge")

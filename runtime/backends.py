@@ -1,0 +1,131 @@
+"""A narrow seam between the classifier and the interpreters: load a file, run a batch of pixels.
+
+Every backend takes uint8 pixels [N, 28, 28, 1] and returns float32 scores [N, 10]. Quantized
+input and output tensors are handled here, from the scale and zero point stored in the model,
+so callers never see int8.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from fmnist_edge.runtime.errors import MissingExtraError, ModelError
+from fmnist_edge.runtime.formats import kind_of
+from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [N, 28, 28, 1] -> float32 scores [N, 10]."""
+        ...
+
+
+def _check_input_shape(path: Path, shape: list) -> None:
+    tail = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in shape[1:]]
+    if len(shape) != 4 or tail != list(INPUT_SHAPE):
+        raise ModelError(f"{path}: model input shape {list(shape)} is not [N, 28, 28, 1]")
+
+
+def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float32) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _load_tflite_interpreter():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # numpy<2 only
+        except ImportError:
+            raise MissingExtraError("ai-edge-litert (or tflite-runtime)", "tflite") from None
+    return Interpreter
+
+
+class TFLiteBackend:
+    name = "litert"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        interpreter_cls = _load_tflite_interpreter()
+        try:
+            self._interp = interpreter_cls(model_path=str(path), num_threads=threads or os.cpu_count())
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: not a valid TFLite model ({_first_line(exc)})") from None
+        inp = self._interp.get_input_details()[0]
+        out = self._interp.get_output_details()[0]
+        _check_input_shape(path, list(inp["shape_signature"]))
+        if int(out["shape"][-1]) != NUM_CLASSES:
+            raise ModelError(f"{path}: model has {out['shape'][-1]} outputs, expected {NUM_CLASSES}")
+        self._in, self._out = inp, out
+        self._batch = -1
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        n = len(pixels)
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in["index"], [n, *INPUT_SHAPE])
+            self._interp.allocate_tensors()
+            self._batch = n
+        scale, zero = self._in["quantization"]
+        self._interp.set_tensor(self._in["index"], _quantize(pixels, self._in["dtype"], scale, zero))
+        self._interp.invoke()
+        raw = self._interp.get_tensor(self._out["index"])
+        scale, zero = self._out["quantization"]
+        if np.issubdtype(raw.dtype, np.integer):
+            return (raw.astype(np.float32) - zero) * scale
+        return raw.astype(np.float32)
+
+
+class OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingExtraError("onnxruntime", "onnx") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0 lets onnxruntime use all cores
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise ModelError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
+        inp = self._session.get_inputs()[0]
+        _check_input_shape(path, list(inp.shape))
+        self._input = inp.name
+        self._dtype = np.uint8 if "uint8" in inp.type else np.float32
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        scores = self._session.run(None, {self._input: pixels.astype(self._dtype)})[0]
+        return np.asarray(scores, dtype=np.float32)
+
+
+BACKENDS = {"tflite": TFLiteBackend, "onnx": OnnxBackend}
+
+
+def load_backend(path: Path, threads: int | None = None) -> Backend:
+    """Open a model file with the backend its suffix calls for."""
+    path = Path(path)
+    kind = kind_of(path)
+    if kind not in BACKENDS:
+        raise ModelError(f"{path}: .{kind} models need TensorFlow; the runtime runs .tflite and .onnx")
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: model file is empty")
+    return BACKENDS[kind](path, threads)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,50 @@
+"""The one table of model formats. export, evaluate, bench and classify find rows here by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist_edge.runtime.errors import ModelError
+
+MODEL_STEM = "fmnist_cnn"
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # what users type: tflite-int8, onnx-fp32, ...
+    kind: str  # keras | tflite | onnx
+    precision: str  # fp32 | int8
+    filename: str
+    extra: str | None  # pip extra needed to run it; None means the base install
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.filename).suffix
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("keras", "keras", "fp32", f"{MODEL_STEM}.keras", "train"),
+    Format("tflite-fp32", "tflite", "fp32", f"{MODEL_STEM}_fp32.tflite", None),
+    Format("tflite-int8", "tflite", "int8", f"{MODEL_STEM}_int8.tflite", None),
+    Format("onnx-fp32", "onnx", "fp32", f"{MODEL_STEM}_fp32.onnx", "onnx"),
+    Format("onnx-int8", "onnx", "int8", f"{MODEL_STEM}_int8.onnx", "onnx"),
+)
+EXPORTED = tuple(f for f in FORMATS if f.kind != "keras")
+DEFAULT_FORMAT = "tflite-int8"
+
+
+def by_name(name: str) -> Format:
+    for fmt in FORMATS:
+        if fmt.name == name:
+            return fmt
+    raise ModelError(f"unknown format {name!r}; choose from {', '.join(f.name for f in FORMATS)}")
+
+
+def kind_of(path: Path) -> str:
+    """The backend kind a file needs, from its suffix."""
+    suffix = Path(path).suffix.lower()
+    for kind in ("keras", "tflite", "onnx"):
+        if suffix == f".{kind}":
+            return kind
+    raise ModelError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .tflite, .onnx or .keras")

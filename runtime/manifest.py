@@ -1,0 +1,56 @@
+"""The manifest is the source of truth for what we ship: files, hashes, accuracy, parity.
+
+The runtime reads it to find the bundled default model and to verify a model's SHA-256 before
+loading it; it never retypes a figure from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+from fmnist_edge.runtime.errors import ModelError
+
+MANIFEST_FILE = "manifest.json"
+
+
+def bundled_dir() -> Path:
+    """The artifacts folder inside the installed package (works after a non-editable install)."""
+    return Path(str(resources.files("fmnist_edge.artifacts")))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(directory: Path | None = None) -> dict:
+    path = Path(directory or bundled_dir()) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"no manifest at {path}; run `fmnist-edge export` first") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
+
+
+def entry_for(manifest: dict, filename: str) -> dict | None:
+    return next((m for m in manifest.get("models", []) if m["file"] == filename), None)
+
+
+def verify(path: Path, manifest: dict) -> None:
+    """Refuse a model whose bytes differ from what the manifest records for its file name."""
+    entry = entry_for(manifest, Path(path).name)
+    if entry is None:
+        return
+    actual = sha256_file(path)
+    if actual != entry["sha256"]:
+        raise ModelError(
+            f"{path}: SHA-256 {actual[:12]}… does not match the manifest ({entry['sha256'][:12]}…); "
+            "the file is corrupt or was replaced — reinstall or re-export it"
+        )
