@@ -132,6 +132,80 @@ def export_cmd(
         raise fail(str(exc)) from None
 
 
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx model.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder [default: <model folder>/report/<model name>].")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads [default: all cores].")] = None,
+    plots: Annotated[bool, typer.Option(help="Write the PNG report images.")] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files."""
+    from fmnist_edge.runtime.spec import CLASS_NAMES
+
+    try:
+        if model.suffix == ".keras":
+            require("tensorflow", "tensorflow", "train")
+        if plots:
+            require("matplotlib", "matplotlib", "train")
+        from fmnist_edge.train.evaluate import run
+
+        out_dir = out or model.parent / "report" / model.stem
+        result = run(model, out_dir, data_dir=data_dir, threads=threads, plots=plots)
+    except FmnistEdgeError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{model}: test accuracy {100 * result.accuracy:.2f}% on {int(result.confusion.sum())} images")
+    typer.echo(f"  {'class':<12} {'precision':>9} {'recall':>7} {'F1':>7}")
+    for name, p, r, f in zip(CLASS_NAMES, result.precision, result.recall, result.f1, strict=True):
+        typer.echo(f"  {name:<12} {p:>9.4f} {r:>7.4f} {f:>7.4f}")
+    typer.echo("  most frequent confusions (true -> predicted):")
+    for true, pred, count in result.top_confusions():
+        typer.echo(f"    {true} -> {pred}: {count}")
+    typer.echo(f"report: {out_dir}")
+
+
+CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their images) and globs.
+
+Runs the bundled int8 TFLite model unless --model says otherwise. Photos are trimmed to the
+item, resized and inverted as Fashion-MNIST was made; 28x28 light-on-dark images pass unchanged.
+Results below the manifest's confidence threshold are flagged "unsure".
+
+Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, or an
+{"path", "error"} object with --json); 2 usage error (bad option, missing or corrupt model).
+"""
+
+
+@app.command(help=CLASSIFY_HELP)
+def classify(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
+    model: Annotated[
+        Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime (runs the bundled int8 ONNX).")
+    ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="Show the k most likely classes.")] = 1,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per input (JSON Lines).")] = False,
+    save_input: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
+    ] = None,
+) -> None:
+    from fmnist_edge.runtime.classify import run_classify
+
+    try:
+        failed = run_classify(paths, model=model, backend=None if backend == "auto" else backend,
+                              threads=threads, top_k=top_k, json_lines=json_lines, save_input=save_input)
+    except FmnistEdgeError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
 def main() -> None:
     app(prog_name="fmnist-edge")
 

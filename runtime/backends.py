@@ -40,22 +40,28 @@ def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> 
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def _load_tflite_interpreter():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
+TFLITE_INTERPRETERS = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
+
+
+def _load_tflite_interpreter(preferred: str | None):
+    """LiteRT first; tflite-runtime (the predecessor, numpy<2 only) where that is what is installed."""
+    import importlib
+
+    names = [preferred] if preferred else list(TFLITE_INTERPRETERS)
+    for name in names:
         try:
-            from tflite_runtime.interpreter import Interpreter  # numpy<2 only
+            return name, importlib.import_module(TFLITE_INTERPRETERS[name]).Interpreter
         except ImportError:
-            raise MissingExtraError("ai-edge-litert (or tflite-runtime)", "tflite") from None
-    return Interpreter
+            continue
+    wanted = preferred or "ai-edge-litert"
+    raise MissingExtraError(wanted if wanted != "litert" else "ai-edge-litert", "tflite")
 
 
 class TFLiteBackend:
     name = "litert"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        interpreter_cls = _load_tflite_interpreter()
+    def __init__(self, path: Path, threads: int | None = None, interpreter: str | None = None) -> None:
+        self.name, interpreter_cls = _load_tflite_interpreter(interpreter)
         try:
             self._interp = interpreter_cls(model_path=str(path), num_threads=threads or os.cpu_count())
         except (ValueError, RuntimeError) as exc:
@@ -110,20 +116,27 @@ class OnnxBackend:
         return np.asarray(scores, dtype=np.float32)
 
 
-BACKENDS = {"tflite": TFLiteBackend, "onnx": OnnxBackend}
+BACKEND_NAMES = ("litert", "tflite-runtime", "onnxruntime")  # what --backend accepts, besides auto
 
 
-def load_backend(path: Path, threads: int | None = None) -> Backend:
-    """Open a model file with the backend its suffix calls for."""
+def load_backend(path: Path, threads: int | None = None, backend: str | None = None) -> Backend:
+    """Open a model file with the interpreter its suffix calls for (or the one named by `backend`)."""
     path = Path(path)
     kind = kind_of(path)
-    if kind not in BACKENDS:
-        raise ModelError(f"{path}: .{kind} models need TensorFlow; the runtime runs .tflite and .onnx")
+    if kind == "keras":
+        raise ModelError(f"{path}: .keras models need TensorFlow; the runtime runs .tflite and .onnx")
+    if backend is not None and backend not in BACKEND_NAMES:
+        raise ModelError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKEND_NAMES)}")
+    wants_onnx = backend == "onnxruntime"
+    if backend is not None and wants_onnx != (kind == "onnx"):
+        raise ModelError(f"backend {backend} cannot run {path.name}; use a .{'onnx' if wants_onnx else 'tflite'} model")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: model file is empty")
-    return BACKENDS[kind](path, threads)
+    if kind == "onnx":
+        return OnnxBackend(path, threads)
+    return TFLiteBackend(path, threads, interpreter=backend)
 
 
 def _first_line(exc: BaseException) -> str:

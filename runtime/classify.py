@@ -1,0 +1,98 @@
+"""The work behind `fmnist-edge classify`: every input gets a result line or one error line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge.runtime.classifier import Classifier, Prediction
+from fmnist_edge.runtime.errors import ImageError
+from fmnist_edge.runtime.inputs import Input, expand
+from fmnist_edge.runtime.preprocess import preprocess
+
+
+def run_classify(
+    paths: list[str],
+    model: Path | None = None,
+    backend: str | None = None,
+    threads: int | None = None,
+    top_k: int = 1,
+    json_lines: bool = False,
+    save_input: Path | None = None,
+) -> int:
+    """Classify and print; returns the number of inputs that failed. Model errors raise."""
+    classifier = Classifier(model, threads=threads, backend=backend)
+    inputs = expand(paths)
+    prepared: list[tuple[Input, np.ndarray]] = []
+    errors: dict[int, str] = {}
+    for i, item in enumerate(inputs):
+        if item.error is not None:
+            errors[i] = item.error
+            continue
+        try:
+            prepared.append((item, preprocess(item.path, name=item.shown)))
+        except ImageError as exc:
+            errors[i] = str(exc)
+    if save_input is not None and prepared:
+        _save_inputs(save_input, prepared)
+    predictions = (
+        classifier.to_predictions(classifier.predict(np.stack([p for _, p in prepared]))) if prepared else []
+    )
+    by_input = {id(item): pred for (item, _), pred in zip(prepared, predictions, strict=True)}
+
+    if not json_lines:
+        _print_header(top_k)
+    for i, item in enumerate(inputs):
+        if i in errors:
+            if json_lines:
+                print(json.dumps({"path": item.shown, "error": errors[i]}), flush=True)
+            print(f"error: {errors[i]}", file=sys.stderr, flush=True)
+            continue
+        pred = by_input[id(item)]
+        print(_json(item, pred, top_k) if json_lines else _row(item, pred, top_k))
+    return len(errors)
+
+
+def _json(item: Input, pred: Prediction, top_k: int) -> str:
+    obj: dict[str, object] = {
+        "path": item.shown,
+        "index": pred.index,
+        "label": pred.label,
+        "confidence": round(pred.confidence, 4),
+        "unsure": pred.unsure,
+    }
+    if top_k > 1:
+        obj["top_k"] = [{"index": i, "label": lbl, "confidence": round(c, 4)} for i, lbl, c in pred.top_k(top_k)]
+    return json.dumps(obj)
+
+
+def _print_header(top_k: int) -> None:
+    extra = "  next most likely" if top_k > 1 else ""
+    print(f"{'label':<12} {'confidence':>10}  {'':6}  path{extra}")
+
+
+def _row(item: Input, pred: Prediction, top_k: int) -> str:
+    flag = "unsure" if pred.unsure else ""
+    line = f"{pred.label:<12} {100 * pred.confidence:>9.1f}%  {flag:6}  {item.shown}"
+    if top_k > 1:
+        rest = ", ".join(f"{lbl} {100 * c:.1f}%" for _, lbl, c in pred.top_k(top_k)[1:])
+        line += f"  ({rest})"
+    return line
+
+
+def _save_inputs(directory: Path, prepared: list[tuple[Input, np.ndarray]]) -> None:
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for item, pixels in prepared:
+        name = f"{Path(item.shown).stem}.png"
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{Path(item.shown).stem}-{n}.png"
+        used.add(name)
+        Image.fromarray(pixels, "L").save(directory / name)

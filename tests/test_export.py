@@ -1,0 +1,157 @@
+"""Export: the committed artifacts mean what the Keras model meant, and export itself is safe.
+
+The parity checks on the committed models use only the runtime's interpreters and the Keras
+scores stored at export time, so they need no TensorFlow and run in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist_edge.export import parity
+from fmnist_edge.runtime.backends import load_backend
+from fmnist_edge.runtime.formats import EXPORTED
+from fmnist_edge.runtime.manifest import bundled_dir, load_manifest, sha256_file
+from fmnist_edge.runtime.model_info import read_metadata
+from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION
+from fmnist_edge.train import data
+
+ARTIFACTS = bundled_dir()
+MANIFEST = load_manifest(ARTIFACTS)
+
+
+@pytest.fixture(scope="module")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    ds = data.load()
+    return ds.test_images[..., None], ds.test_labels
+
+
+@pytest.fixture(scope="module")
+def keras_reference() -> np.ndarray:
+    ref = MANIFEST["reference_logits"]
+    path = ARTIFACTS / ref["file"]
+    assert sha256_file(path) == ref["sha256"]
+    return np.load(path)["logits"]
+
+
+def scores_of(path: Path, images: np.ndarray) -> np.ndarray:
+    backend = load_backend(path)
+    return np.concatenate([backend.run(images[i : i + 1000]) for i in range(0, len(images), 1000)])
+
+
+def test_manifest_lists_all_four_exported_models() -> None:
+    assert sorted(m["file"] for m in MANIFEST["models"]) == sorted(f.filename for f in EXPORTED)
+    assert MANIFEST["labels"] == list(CLASS_NAMES)
+    assert (ARTIFACTS / MANIFEST["default_model"]).is_file()
+
+
+@pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda m: m["name"])
+def test_manifest_hashes_and_sizes_match_the_files(entry: dict) -> None:
+    path = ARTIFACTS / entry["file"]
+    assert path.stat().st_size == entry["size_bytes"]
+    assert sha256_file(path) == entry["sha256"]
+
+
+@pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda m: m["name"])
+def test_committed_model_keeps_parity_on_the_full_test_set(entry: dict, test_set, keras_reference) -> None:
+    images, labels = test_set
+    tolerance = parity.INT8 if entry["precision"] == "int8" else parity.FLOAT
+    report = parity.compare(entry["name"], scores_of(ARTIFACTS / entry["file"], images), keras_reference, labels,
+                            tolerance)
+    assert report.passed, report.summary()
+    # The manifest's figures are what this machine measures now.
+    assert report.accuracy == pytest.approx(entry["test_accuracy"], abs=2e-4)
+    assert len(labels) == 10_000
+
+
+@pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda m: m["name"])
+def test_models_carry_labels_and_input_contract(entry: dict) -> None:
+    meta = read_metadata(ARTIFACTS / entry["file"])
+    assert meta["labels"] == list(CLASS_NAMES)
+    assert meta["preprocess_version"] == PREPROCESS_VERSION
+    assert meta["input"]["shape"] == [None, 28, 28, 1]
+    assert meta["precision"] == entry["precision"]
+
+
+@pytest.mark.parametrize("name", ["fmnist_cnn_fp32.onnx", "fmnist_cnn_int8.onnx"])
+def test_onnx_files_pass_the_full_checker(name: str) -> None:
+    onnx = pytest.importorskip("onnx")
+    onnx.checker.check_model(str(ARTIFACTS / name), full_check=True)
+
+
+def test_int8_tflite_takes_raw_uint8_pixels() -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(ARTIFACTS / "fmnist_cnn_int8.tflite"))
+    detail = interp.get_input_details()[0]
+    assert detail["dtype"] == np.uint8
+    assert list(detail["shape_signature"]) == [-1, 28, 28, 1]  # dynamic batch
+
+
+def test_parity_rejects_a_disagreeing_model(test_set, keras_reference) -> None:
+    _, labels = test_set
+    broken = keras_reference.copy()
+    broken[:200] = broken[:200, ::-1]  # scramble 2% of the answers
+    report = parity.compare("broken", broken, keras_reference, labels, parity.INT8)
+    assert not report.passed
+    with pytest.raises(parity.ParityError):
+        parity.require(report)
+    nudged = keras_reference + 2e-3
+    assert not parity.compare("nudged", nudged, keras_reference, labels, parity.FLOAT).passed
+
+
+# --- end to end: a tiny model trained in this session, exported with --int8 --------------------
+
+TINY = {"fp32_tolerance": parity.Tolerance(1e-3, 1.0, None), "int8_tolerance": parity.Tolerance(None, 0.9, 5.0)}
+
+
+@pytest.fixture(scope="module")
+def smoke_export(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from fmnist_edge.export.pipeline import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("smoke-export")
+    options = ExportOptions(int8=True, calibration_size=100, **TINY)
+    manifest = export(smoke_run / "fmnist_cnn.keras", out, options, log=lambda _: None)
+    return out, manifest
+
+
+def test_smoke_export_writes_four_models_that_classify(smoke_export) -> None:
+    from fmnist_edge.runtime import Classifier
+
+    out, manifest = smoke_export
+    assert sorted(p.name for p in out.glob("fmnist_cnn_*.*[te]")) == sorted(f.filename for f in EXPORTED)
+    photo = Path(__file__).parent.parent / "examples" / "photo_tshirt.jpg"
+    for name in ("fmnist_cnn_int8.tflite", "fmnist_cnn_int8.onnx"):
+        prediction = Classifier(out / name).classify(photo)[0]
+        assert prediction.label in CLASS_NAMES
+    assert {m["file"] for m in manifest["models"]} == {f.filename for f in EXPORTED}
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest
+
+
+def test_export_refuses_to_overwrite_without_force(smoke_run: Path, smoke_export) -> None:
+    from fmnist_edge.export.pipeline import ExportOptions, export
+    from fmnist_edge.runtime.errors import ExportError
+
+    out, _ = smoke_export
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ExportError, match="--force"):
+        export(smoke_run / "fmnist_cnn.keras", out, ExportOptions(int8=True, **TINY), log=lambda _: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_failed_parity_leaves_previous_artifacts_intact(smoke_run: Path, smoke_export) -> None:
+    from fmnist_edge.export.pipeline import ExportOptions, export
+    from fmnist_edge.runtime.errors import ParityError
+
+    out, _ = smoke_export
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    impossible = parity.Tolerance(0.0, 1.0, None)  # no float conversion is bit-exact
+    options = ExportOptions(kinds=("onnx",), force=True, fp32_tolerance=impossible)
+    with pytest.raises(ParityError):
+        export(smoke_run / "fmnist_cnn.keras", out, options, log=lambda _: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -1,0 +1,88 @@
+"""Training: the shipped model's size, a smoke run end to end, and the guarantees around files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fmnist_edge.app import app
+from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.manifest import bundled_dir
+from fmnist_edge.train.augment import AugmentConfig, augment_batch
+from fmnist_edge.train.model import PARAM_LIMIT
+
+pytest.importorskip("tensorflow", reason="training tests need the [train] extra")
+ARTIFACTS = bundled_dir()
+
+
+def test_shipped_model_is_under_the_parameter_limit() -> None:
+    import keras
+
+    model = keras.models.load_model(ARTIFACTS / by_name("keras").filename, compile=False)
+    assert model.count_params() < PARAM_LIMIT
+    record = json.loads((ARTIFACTS / "fmnist_cnn.training.json").read_text())
+    assert record["params"] == model.count_params()
+
+
+def test_shipped_model_takes_raw_pixels_and_normalizes_inside() -> None:
+    """Every format shares one input contract: NHWC raw 0..255 pixels, normalization in the graph."""
+    import keras
+
+    from fmnist_edge.runtime.spec import PIXEL_MEAN, PIXEL_STD
+
+    model = keras.models.load_model(ARTIFACTS / by_name("keras").filename, compile=False)
+    assert tuple(model.input.shape) == (None, 28, 28, 1)
+    norm = model.get_layer("normalize")
+    assert norm.scale == pytest.approx(1 / (255 * PIXEL_STD))
+    assert norm.offset == pytest.approx(-PIXEL_MEAN / PIXEL_STD)
+
+
+def test_normalization_constants_match_the_training_data() -> None:
+    """The constants in spec.py are the 60k training images' mean and std, so they cannot drift."""
+    from fmnist_edge.runtime.spec import PIXEL_MEAN, PIXEL_STD
+    from fmnist_edge.train import data
+
+    images = data.load().train_images.astype(np.float64) / 255.0
+    assert images.mean() == pytest.approx(PIXEL_MEAN, abs=5e-4)
+    assert images.std() == pytest.approx(PIXEL_STD, abs=5e-4)
+
+
+def test_augmentation_keeps_shape_dtype_and_is_seeded() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8)
+    a = augment_batch(images, np.random.default_rng(1), AugmentConfig())
+    b = augment_batch(images, np.random.default_rng(1), AugmentConfig())
+    assert a.shape == images.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, images)
+
+
+def test_smoke_training_writes_model_and_record(smoke_run: Path) -> None:
+    record = json.loads((smoke_run / "fmnist_cnn.training.json").read_text())
+    assert (smoke_run / "fmnist_cnn.keras").is_file()
+    assert record["status"] == "completed"
+    for key in ("config", "seed", "history", "wall_seconds", "peak_rss_mb", "data_sha256", "git_commit",
+                "versions", "params", "macs_per_image", "best_epoch", "best_val_accuracy"):
+        assert key in record, key
+    assert len(record["history"]) == 1
+    assert record["train_size"] == 512
+
+
+def test_train_refuses_to_overwrite_without_force(smoke_run: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(smoke_run)])
+    assert result.exit_code == 1
+    assert "--force" in result.output
+
+
+def test_interrupted_write_leaves_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"last good checkpoint")
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a check")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"last good checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
