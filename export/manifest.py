@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fmnist_edge.export.parity import ParityReport, Tolerance
 from fmnist_edge.runtime.atomic import write_text_atomic
-from fmnist_edge.runtime.formats import Format
+from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, sha256_file
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 from fmnist_edge.train.provenance import git_commit, versions
@@ -37,7 +37,7 @@ def file_entry(out_dir: Path, fmt: Format, report: ParityReport, tolerance: Tole
 
 
 def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entries: list[dict], options,
-                   data_sha256: dict[str, str]) -> dict:
+                   data_sha256: dict[str, str], unsure: dict | None = None) -> dict:
     previous = _load_previous(out_dir)
     source_sha = sha256_file(model_path)
     record = model_path.with_name(model_path.stem + ".training.json")
@@ -54,7 +54,9 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
         "labels": list(CLASS_NAMES),
         "input": input_contract(),
         "preprocess_version": PREPROCESS_VERSION,
-        "default_model": "fmnist_cnn_int8.tflite",
+        "default_model": by_name(DEFAULT_FORMAT).filename,
+        "unsure_threshold": unsure["threshold"] if unsure else previous.get("unsure_threshold"),
+        "unsure_calibration": unsure or previous.get("unsure_calibration"),
         "source": {
             "file": model_path.name,
             "sha256": source_sha,

@@ -140,13 +140,41 @@ def export(
             write_bytes_atomic(out_dir / fmt.filename, staged_path.read_bytes())
         with atomic_path(out_dir / REFERENCE_FILE) as tmp_ref, tmp_ref.open("wb") as fh:
             np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test_y)
+    unsure = _calibrate_unsure(out_dir, staged, ds, model_path)
+    if unsure is not None:
+        log(f"    unsure threshold {unsure['threshold']:.3f} (flags {100 * unsure['flagged_fraction']:.1f}% "
+            f"of validation images; accuracy {100 * (unsure['accuracy_flagged'] or 0):.1f}% flagged vs "
+            f"{100 * (unsure['accuracy_not_flagged'] or 0):.1f}% not)")
     entries = [file_entry(out_dir, fmt, report, options.tolerance(fmt.precision)) for fmt, _, report in staged]
     manifest = build_manifest(
-        out_dir, model_path, keras_accuracy, entries, options, data_sha256=ds.sha256
+        out_dir, model_path, keras_accuracy, entries, options, data_sha256=ds.sha256, unsure=unsure
     )
     write_manifest(out_dir, manifest)
     log(f"done in {time.time() - started:.0f}s")
     return manifest
+
+
+def _calibrate_unsure(out_dir: Path, staged, ds, model_path: Path) -> dict | None:
+    """Calibrate on the validation split the model was selected on (rebuilt from its training record)."""
+    import json
+
+    from fmnist_edge.export.calibrate import unsure_threshold
+    from fmnist_edge.runtime.classifier import softmax
+    from fmnist_edge.runtime.formats import DEFAULT_FORMAT
+    from fmnist_edge.train.train import TrainConfig, split
+
+    default = next((fmt for fmt, _, _ in staged if fmt.name == DEFAULT_FORMAT), None)
+    if default is None:
+        return None
+    record_path = model_path.with_name(model_path.stem + ".training.json")
+    config = TrainConfig()
+    if record_path.is_file():
+        saved = json.loads(record_path.read_text())["config"]
+        config = TrainConfig(seed=saved["seed"], val_size=saved["val_size"], subset=saved.get("subset"))
+    _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
+    backend = load_backend(out_dir / default.filename)
+    probs = softmax(run_scores(backend.run, val_x[..., None], 500).astype(np.float64))
+    return unsure_threshold(probs, val_y)
 
 
 class _Steps:

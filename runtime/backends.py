@@ -7,7 +7,9 @@ so callers never see int8.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -72,7 +74,9 @@ class TFLiteBackend:
         if int(out["shape"][-1]) != NUM_CLASSES:
             raise ModelError(f"{path}: model has {out['shape'][-1]} outputs, expected {NUM_CLASSES}")
         self._in, self._out = inp, out
-        self._batch = -1
+        with _quiet_native_stderr():  # LiteRT logs "INFO: Created ... XNNPACK delegate" here
+            self._interp.allocate_tensors()
+        self._batch = int(inp["shape"][0])
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         n = len(pixels)
@@ -137,6 +141,23 @@ def load_backend(path: Path, threads: int | None = None, backend: str | None = N
     if kind == "onnx":
         return OnnxBackend(path, threads)
     return TFLiteBackend(path, threads, interpreter=backend)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence C++ log lines written straight to file descriptor 2 (Python exceptions still raise)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:

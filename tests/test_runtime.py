@@ -212,11 +212,6 @@ def test_a_dataset_image_saved_as_gray_rgb_passes_through_unchanged(test_images:
     np.testing.assert_array_equal(preprocess(buffer.getvalue()), test_images[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: preprocess.py treats 28x28 dataset images whose border is bright as photos "
-    "(test images 3953, 6619, 7899, 9596; 19 training images) and rewrites them; reported",
-)
 @pytest.mark.parametrize("index", [3953, 6619, 7899, 9596])
 def test_dataset_images_with_a_bright_border_also_pass_through(test_images: np.ndarray, index: int) -> None:
     buffer = io.BytesIO()

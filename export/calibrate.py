@@ -1,0 +1,34 @@
+"""The "unsure" threshold that classify flags low-confidence answers with, calibrated on held-out data.
+
+Rule: the threshold is the highest top-1 probability below which the shipped model is right at
+most UNSURE_TARGET of the time on the validation split (5k training images held out from
+training, never the test set). Above it, answers are much more reliable; below it, the user
+should look twice. The figures that justify it are stored next to it in the manifest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNSURE_TARGET = 0.70  # flagged answers are right at most 70% of the time
+
+
+def unsure_threshold(probabilities: np.ndarray, labels: np.ndarray, target: float = UNSURE_TARGET) -> dict:
+    confidence = probabilities.max(1)
+    correct = probabilities.argmax(1) == labels
+    order = np.argsort(confidence)
+    conf_sorted, correct_sorted = confidence[order], correct[order]
+    # Accuracy of the k least confident answers, for every k.
+    acc_below = np.cumsum(correct_sorted) / np.arange(1, len(correct_sorted) + 1)
+    ok = np.flatnonzero(acc_below <= target)
+    k = int(ok[-1]) + 1 if len(ok) else 0
+    threshold = float(conf_sorted[k]) if k < len(conf_sorted) else 1.0
+    flagged = confidence < threshold
+    return {
+        "threshold": round(threshold, 4),
+        "rule": f"highest top-1 probability below which validation accuracy is <= {target:.0%}",
+        "validation_images": len(labels),
+        "flagged_fraction": round(float(flagged.mean()), 4),
+        "accuracy_flagged": round(float(correct[flagged].mean()), 4) if flagged.any() else None,
+        "accuracy_not_flagged": round(float(correct[~flagged].mean()), 4) if (~flagged).any() else None,
+    }
