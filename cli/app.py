@@ -206,6 +206,40 @@ def classify(
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+@app.command("evaluate-photos")
+def evaluate_photos(
+    folder: Annotated[Path, typer.Argument(help="Folder of photos.", exists=True, file_okay=False)],
+    labels: Annotated[
+        Path | None, typer.Option(help="CSV with file,label columns.", show_default="FOLDER/labels.csv")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+) -> None:
+    """Top-1 accuracy on labelled real photos (e.g. ../shared/photos), with every miss listed."""
+    from fmnist_edge.runtime.classifier import Classifier
+    from fmnist_edge.runtime.photo_eval import evaluate_photos as run
+    from fmnist_edge.runtime.spec import CLASS_NAMES
+
+    try:
+        classifier = Classifier(model, threads=threads)
+        results = run(folder, labels or folder / "labels.csv", classifier)
+    except FmnistEdgeError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    for r in results:
+        mark = "ok  " if r.correct else "MISS"
+        typer.echo(f"{mark} {r.file:<28} true {CLASS_NAMES[r.true]:<12} predicted {CLASS_NAMES[r.predicted]:<12} "
+                   f"{100 * r.confidence:5.1f}%")
+    hits = sum(r.correct for r in results)
+    typer.echo("per class: " + ", ".join(
+        f"{name} {sum(r.correct for r in results if r.true == i)}/{sum(r.true == i for r in results)}"
+        for i, name in enumerate(CLASS_NAMES) if any(r.true == i for r in results)
+    ))
+    typer.echo(f"top-1 on {len(results)} photos: {hits}/{len(results)} = {100 * hits / len(results):.1f}% "
+               f"({classifier.path.name})")
+
+
 def main() -> None:
     app(prog_name="fmnist-edge")
 
