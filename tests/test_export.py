@@ -20,7 +20,9 @@ from fmnist_edge.runtime.model_info import read_metadata
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION
 from fmnist_edge.train import data
 
-ARTIFACTS = bundled_dir()
+# The committed artifacts in the checkout (the reference logits are not shipped in the wheel);
+# test_runtime covers the copies installed with the package.
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 MANIFEST = load_manifest(ARTIFACTS)
 
 
@@ -41,6 +43,13 @@ def keras_reference() -> np.ndarray:
 def scores_of(path: Path, images: np.ndarray) -> np.ndarray:
     backend = load_backend(path)
     return np.concatenate([backend.run(images[i : i + 1000]) for i in range(0, len(images), 1000)])
+
+
+def test_installed_models_are_the_committed_ones() -> None:
+    installed = load_manifest(bundled_dir())
+    assert installed == MANIFEST
+    for entry in installed["models"]:
+        assert sha256_file(bundled_dir() / entry["file"]) == entry["sha256"]
 
 
 def test_manifest_lists_all_four_exported_models() -> None:
