@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from fmnist_edge.export.golden import golden_entry
 from fmnist_edge.export.parity import ParityReport, Tolerance
 from fmnist_edge.runtime.atomic import write_text_atomic
 from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
@@ -65,6 +66,7 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
             "training_record_sha256": sha256_file(record) if record.is_file() else None,
         },
         "reference_logits": {"file": REFERENCE_FILE, "sha256": sha256_file(out_dir / REFERENCE_FILE)},
+        "golden": golden_entry(out_dir),  # selftest data: {file, sha256, images}, None without an int8 TFLite
         "calibration": {
             "images": options.calibration_size,
             "seed": options.seed,

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.export import convert, parity
+from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
 from fmnist_edge.export.manifest import REFERENCE_FILE, build_manifest, file_entry, write_manifest
 from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
 from fmnist_edge.runtime.atomic import atomic_path, write_bytes_atomic
 from fmnist_edge.runtime.backends import load_backend
 from fmnist_edge.runtime.errors import ExportError, ModelError
-from fmnist_edge.runtime.formats import EXPORTED, Format
+from fmnist_edge.runtime.formats import EXPORTED, Format, by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE
 from fmnist_edge.train import data as fmnist_data
 
@@ -138,6 +139,8 @@ def export(
         out_dir.mkdir(parents=True, exist_ok=True)
         for fmt, staged_path, _ in staged:
             write_bytes_atomic(out_dir / fmt.filename, staged_path.read_bytes())
+        if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
+            write_golden(out_dir, ds.test_images, test_y, out_dir / by_name(GOLDEN_FORMAT).filename)
         with atomic_path(out_dir / REFERENCE_FILE) as tmp_ref, tmp_ref.open("wb") as fh:
             np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test_y)
     unsure = _calibrate_unsure(out_dir, staged, ds, model_path)

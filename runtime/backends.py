@@ -37,6 +37,8 @@ def _check_input_shape(path: Path, shape: list) -> None:
 def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return x.astype(dtype)
+    if x.dtype == dtype and scale == 1.0 and zero_point == 0:
+        return x  # uint8 pixels into a uint8 input with unit scale (our int8 models): nothing to convert
     info = np.iinfo(dtype)
     q = np.round(x.astype(np.float32) / scale) + zero_point
     return np.clip(q, info.min, info.max).astype(dtype)
@@ -73,7 +75,7 @@ class TFLiteBackend:
         _check_input_shape(path, list(inp["shape_signature"]))
         if int(out["shape"][-1]) != NUM_CLASSES:
             raise ModelError(f"{path}: model has {out['shape'][-1]} outputs, expected {NUM_CLASSES}")
-        self._in, self._out = inp, out
+        self._in, self._out, self._path = inp, out, Path(path)
         with _quiet_native_stderr():  # LiteRT logs "INFO: Created ... XNNPACK delegate" here
             self._interp.allocate_tensors()
         self._batch = int(inp["shape"][0])
@@ -82,7 +84,11 @@ class TFLiteBackend:
         n = len(pixels)
         if n != self._batch:
             self._interp.resize_tensor_input(self._in["index"], [n, *INPUT_SHAPE])
-            self._interp.allocate_tensors()
+            try:
+                self._interp.allocate_tensors()
+            except RuntimeError as exc:  # XNNPACK says "failed to reshape runtime" when memory runs out
+                raise ModelError(f"{self._path.name}: the interpreter cannot prepare a batch of {n} "
+                                 f"({_first_line(exc)}); is memory limited?") from None
             self._batch = n
         scale, zero = self._in["quantization"]
         self._interp.set_tensor(self._in["index"], _quantize(pixels, self._in["dtype"], scale, zero))
@@ -121,6 +127,9 @@ class OnnxBackend:
 
 
 BACKEND_NAMES = ("litert", "tflite-runtime", "onnxruntime")  # what --backend accepts, besides auto
+BACKEND_KIND = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}  # the files each runs
+BACKEND_MODULES = {**TFLITE_INTERPRETERS, "onnxruntime": "onnxruntime"}  # what must import for each
+BACKEND_PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}
 
 
 def load_backend(path: Path, threads: int | None = None, backend: str | None = None) -> Backend:

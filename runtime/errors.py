@@ -3,6 +3,7 @@
     FmnistEdgeError            base: message is a complete sentence meant for the user
     ├── DataError              Fashion-MNIST files missing, corrupt, truncated or not downloadable
     ├── ModelError             model file missing, corrupt, unexpected shape, hash mismatch
+    │   └── MissingGoldenError the selftest's golden data is not installed (exit 2, not a failed test)
     ├── ImageError             an input image cannot be read or is unusable
     ├── ExportError            export refused (existing files, failed parity, bad options)
     │   └── ParityError        a converted model disagrees with its source beyond tolerance
@@ -21,6 +22,10 @@ class DataError(FmnistEdgeError):
 
 
 class ModelError(FmnistEdgeError):
+    pass
+
+
+class MissingGoldenError(ModelError):
     pass
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 from fmnist_edge.runtime.errors import ModelError
@@ -20,7 +21,7 @@ def read_metadata(path: Path) -> dict[str, object]:
             return _tflite_metadata(path.read_bytes())
         if kind == "onnx":
             return _onnx_metadata(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, IndexError, struct.error) as exc:  # struct.error: a file that is not a flatbuffer
         raise ModelError(f"{path}: cannot read model metadata ({exc})") from None
     return {}
 
@@ -42,6 +43,9 @@ def _onnx_metadata(path: Path) -> dict[str, object]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"{path}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})") from None
     props = session.get_modelmeta().custom_metadata_map
     return json.loads(props[METADATA_KEY]) if METADATA_KEY in props else {}

@@ -142,6 +142,15 @@ def test_smoke_export_writes_four_models_that_classify(smoke_export) -> None:
     assert on_disk == manifest
 
 
+def test_smoke_export_writes_golden_data_for_selftest(smoke_export) -> None:
+    from fmnist_edge.runtime.selftest import run_selftest
+
+    out, manifest = smoke_export
+    assert manifest["golden"] == {"file": "golden.npz", "sha256": sha256_file(out / "golden.npz"), "images": 100}
+    result = run_selftest(out / "fmnist_cnn_int8.tflite", out / "golden.npz")
+    assert result.ok and result.same_model, result.summary()
+
+
 def test_export_refuses_to_overwrite_without_force(smoke_run: Path, smoke_export) -> None:
     from fmnist_edge.export.pipeline import ExportOptions, export
     from fmnist_edge.runtime.errors import ExportError

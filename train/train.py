@@ -28,7 +28,7 @@ RECORD_FILE = "fmnist_cnn.training.json"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 40
     batch_size: int = 128
     peak_lr: float = 0.1  # SGD with Nesterov momentum, linear warm-up then cosine to zero
     warmup_epochs: float = 1.0

@@ -1,0 +1,166 @@
+"""`fmnist-edge doctor`: can this machine classify, and if not, why not?
+
+It gathers facts (platform, versions, which interpreters import, cores, memory, the bundled
+models and their hashes), then checks them against combinations known not to work. The check
+is a pure function of those facts, `known_problems`, so the tests can feed it a Raspberry Pi
+with a 32-bit OS or a numpy 2 install without owning one.
+
+Ready means: at least one interpreter imports, and the bundled model it runs is present,
+matches the manifest's SHA-256, and classifies one image.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fmnist_edge.runtime import machine
+from fmnist_edge.runtime import manifest as manifests
+from fmnist_edge.runtime.backends import BACKEND_KIND, load_backend
+from fmnist_edge.runtime.errors import FmnistEdgeError
+from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.golden import GOLDEN_FILE
+
+ARM32 = ("armv7l", "armv6l", "armv8l", "armhf", "arm")
+ARM64 = ("aarch64", "arm64")
+
+
+def known_problems(
+    machine_name: str,
+    bits: int,
+    python: tuple[int, int],
+    numpy_version: str,
+    installed: Mapping[str, str | None],
+    usable: Collection[str],
+) -> list[str]:
+    """Warnings for combinations that are known not to work; pure, so tests can feed it any machine.
+
+    installed: backend name -> installed version (None when not installed);
+    usable: the backends whose module actually imported.
+    """
+    problems = []
+    numpy_major = int(numpy_version.split(".")[0])
+    if installed.get("tflite-runtime") and numpy_major >= 2:
+        problems.append(
+            f"tflite-runtime {installed['tflite-runtime']} was built for numpy 1.x and fails to import with "
+            f"numpy {numpy_version}: use ai-edge-litert, or pip install \"numpy<2\""
+        )
+    if python >= (3, 12) and (installed.get("tflite-runtime") or "litert" not in usable):
+        problems.append(
+            f"tflite-runtime has no wheels for Python {python[0]}.{python[1]} (its last release stops at 3.11): "
+            "use ai-edge-litert or onnxruntime (pip install \"fmnist-edge[onnx]\"), or Python 3.11"
+        )
+    arm32 = machine_name.lower() in ARM32 or (machine_name.lower() in ARM64 and bits == 32)
+    if arm32:
+        userland = "" if machine_name.lower() in ARM32 else f" (a {machine_name} kernel, but 32-bit Python)"
+        problems.append(
+            f"32-bit ARM{userland}: ai-edge-litert ships no wheels for it; install a 64-bit OS, or use "
+            "tflite-runtime with numpy<2 on Python 3.11 or older"
+        )
+    return problems
+
+
+@dataclass
+class DoctorReport:
+    facts: list[tuple[str, str]]
+    interpreters: list[machine.Interpreter]
+    models: list[str]  # one line per checked model
+    warnings: list[str]
+    ready_with: list[str] = field(default_factory=list)  # "litert + fmnist_cnn_int8.tflite", ...
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.ready_with)
+
+    def lines(self) -> list[str]:
+        out = [f"{name:<12} {value}" for name, value in self.facts]
+        out.append("interpreters")
+        for i in self.interpreters:
+            state = f"ok       {i.version}" if i.usable else f"missing  {i.error}"
+            out.append(f"  {i.backend:<15} {state}")
+        out.append("models")
+        out += [f"  {line}" for line in self.models]
+        out += [f"warning: {w}" for w in self.warnings]
+        if self.ready:
+            out.append(f"doctor: ready ({'; '.join(self.ready_with)})")
+        else:
+            out.append("doctor: not ready: no installed interpreter can run a verified bundled model")
+        return out
+
+
+def _model_for(backend: str) -> str:
+    return by_name("onnx-int8" if BACKEND_KIND[backend] == "onnx" else "tflite-int8").filename
+
+
+def check_model(directory: Path, manifest: dict | None, filename: str, backend: str | None) -> tuple[str, bool]:
+    """One line about a bundled model, and whether `backend` ran it (False when backend is None)."""
+    path = directory / filename
+    if not path.is_file():
+        return f"{filename}: missing", False
+    described = f"{filename}: {path.stat().st_size:,} bytes"
+    if manifest is None:
+        return f"{described}, not verified (no manifest)", False
+    if manifests.entry_for(manifest, filename) is None:
+        return f"{described}, not listed in the manifest", False
+    try:
+        manifests.verify(path, manifest)
+    except FmnistEdgeError as exc:
+        return f"{described}, {exc}", False
+    described += ", sha256 matches the manifest"
+    if backend is None:
+        return f"{described}; no interpreter installed to run it", False
+    try:
+        import numpy as np
+
+        t0 = time.perf_counter()
+        loaded = load_backend(path, threads=1, backend=backend)
+        loaded.run(np.zeros((1, 28, 28, 1), dtype=np.uint8))
+    except FmnistEdgeError as exc:
+        return f"{described}; fails on {backend}: {exc}", False
+    return f"{described}, runs on {backend} ({1e3 * (time.perf_counter() - t0):.0f} ms to load and run)", True
+
+
+def run_doctor() -> DoctorReport:
+    import numpy as np
+
+    interpreters = machine.probe_all()
+    usable = [i.backend for i in interpreters if i.usable]
+    total, available = machine.memory_mb()
+    memory = "unknown" if total is None else f"{total:,.0f} MB total" + (
+        f", {available:,.0f} MB available" if available is not None else "")
+    bits = machine.pointer_bits()
+    facts = [
+        ("platform", f"{platform.system()} {platform.release()}, {platform.machine()}, {bits}-bit Python"),
+        ("python", f"{platform.python_version()} ({platform.python_implementation()})"),
+        ("numpy", np.__version__),
+        ("Pillow", machine.package_version("pillow") or "not installed"),
+        ("cpu", f"{machine.cores()} cores, {machine.cpu_model()}"),
+        ("memory", memory),
+    ]
+
+    directory = manifests.bundled_dir()
+    manifest = None
+    try:
+        manifest = manifests.load_manifest(directory)
+        manifest_line = f"{directory / manifests.MANIFEST_FILE}: present"
+    except FmnistEdgeError as exc:
+        manifest_line = str(exc)
+    golden = directory / GOLDEN_FILE
+    models = [manifest_line]
+    ready_with = []
+    wanted = {_model_for(b) for b in usable} | {by_name("tflite-int8").filename}
+    for filename in sorted(wanted, key=lambda f: (not f.endswith(".tflite"), f)):
+        runner = next((b for b in usable if _model_for(b) == filename), None)
+        line, ran = check_model(directory, manifest, filename, runner)
+        models.append(line)
+        if ran:
+            ready_with.append(f"{runner} + {filename}")
+    models.append(f"{GOLDEN_FILE}: {'present' if golden.is_file() else 'missing'} (used by `fmnist-edge selftest`)")
+
+    installed = {i.backend: i.version for i in interpreters}
+    py = tuple(int(p) for p in platform.python_version_tuple()[:2])
+    warnings = known_problems(platform.machine(), bits, (py[0], py[1]), np.__version__, installed, usable)
+    return DoctorReport(facts, interpreters, models, warnings, ready_with)

@@ -1,0 +1,82 @@
+"""Golden data: a hundred test images with the scores the shipped int8 model gave them at export.
+
+`fmnist-edge selftest` replays them on the device, so a broken wheel, a different CPU's kernels
+or a changed preprocessing path shows up as a number rather than as quietly worse answers.
+export/golden.py writes the file; this module owns its name and its keys, and reads it back.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge.runtime.errors import MissingGoldenError, ModelError
+from fmnist_edge.runtime.manifest import bundled_dir
+from fmnist_edge.runtime.spec import IMAGE_SIZE, NUM_CLASSES
+
+GOLDEN_FILE = "golden.npz"
+KEYS = ("images", "labels", "indices", "scores", "model_file", "model_sha256", "recorded_with")
+
+
+@dataclass(frozen=True)
+class Golden:
+    images: np.ndarray  # uint8 [N, 28, 28], light on dark, as in the test set
+    labels: np.ndarray  # the test set's labels, for reference; the check is against `scores`
+    indices: np.ndarray  # positions in the 10k test set
+    scores: np.ndarray  # float32 [N, 10]: dequantized outputs of `model_file`
+    model_file: str
+    model_sha256: str  # of the model that produced `scores`
+    recorded_with: str  # interpreter and version, e.g. "litert 2.3.0, 1 thread"
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def default_path() -> Path:
+    return bundled_dir() / GOLDEN_FILE
+
+
+def load_golden(path: Path | None = None) -> Golden:
+    """Read and sanity-check a golden file; a missing one raises MissingGoldenError."""
+    path = Path(path) if path is not None else default_path()
+    if not path.is_file():
+        raise MissingGoldenError(
+            f"no golden data at {path}; it is written by `fmnist-edge export --int8` and shipped with the package"
+        )
+    if not zipfile.is_zipfile(path):  # else np.load guesses "pickle" and says so, which misleads
+        raise ModelError(f"{path}: golden data is not an .npz archive (corrupt or truncated)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in KEYS if k not in data.files]
+            if missing:
+                raise ModelError(f"{path}: golden data lacks {', '.join(missing)}")
+            fields = {k: data[k] for k in KEYS}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{path}: unreadable golden data ({reason})") from None
+    golden = Golden(
+        images=fields["images"],
+        labels=fields["labels"],
+        indices=fields["indices"],
+        scores=fields["scores"].astype(np.float32),
+        model_file=str(fields["model_file"]),
+        model_sha256=str(fields["model_sha256"]),
+        recorded_with=str(fields["recorded_with"]),
+        path=path,
+    )
+    n = len(golden.labels)
+    if (
+        n == 0
+        or golden.images.dtype != np.uint8
+        or golden.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE)
+        or golden.scores.shape != (n, NUM_CLASSES)
+    ):
+        raise ModelError(
+            f"{path}: golden arrays have unexpected shapes (images {list(golden.images.shape)}, "
+            f"scores {list(golden.scores.shape)})"
+        )
+    return golden

@@ -1,0 +1,137 @@
+"""Facts about the machine the runtime is on: CPU, memory, versions, and which interpreters import.
+
+`bench` records these with its figures (a latency means little without the CPU it was measured
+on) and `doctor` prints them. Everything here is read-only and cheap, except `probe`, which
+really imports each interpreter: finding the package is not enough, as tflite-runtime built for
+numpy 1.x is found on a numpy 2 install and then fails on import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import resource
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist_edge.runtime.backends import BACKEND_MODULES, BACKEND_NAMES, BACKEND_PACKAGES
+
+INSTALL_HINT = {
+    "litert": "pip install ai-edge-litert",
+    "tflite-runtime": "optional; its wheels need numpy<2 and Python <= 3.11",
+    "onnxruntime": 'pip install "fmnist-edge[onnx]"',
+}
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    backend: str  # litert | tflite-runtime | onnxruntime
+    module: str
+    version: str | None  # installed distribution version, None when not installed
+    error: str | None  # None when it imports; otherwise the one-line reason
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def probe(backend: str) -> Interpreter:
+    """Import the interpreter module `backend` needs and say whether that worked, and if not why."""
+    module = BACKEND_MODULES[backend]
+    version = package_version(BACKEND_PACKAGES[backend])
+    top = module.split(".")[0]
+    if importlib.util.find_spec(top) is None:
+        return Interpreter(backend, module, version, f"not installed ({INSTALL_HINT[backend]})")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # a broken binary wheel raises ImportError, AttributeError, RuntimeError...
+        lines = str(exc).strip().splitlines()
+        return Interpreter(backend, module, version, f"{type(exc).__name__}: {lines[0] if lines else 'import failed'}")
+    return Interpreter(backend, module, version, None)
+
+
+def probe_all() -> list[Interpreter]:
+    return [probe(name) for name in BACKEND_NAMES]
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name: x86 says `model name`, a Raspberry Pi says `Model` (the board)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cores() -> int:
+    """CPUs this process may run on (the affinity mask, which containers and taskset narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def memory_mb() -> tuple[float | None, float | None]:
+    """(total, available) MB: /proc/meminfo where present, else total from sysconf and no figure for available."""
+    try:
+        fields = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = float(value.split()[0]) / 1024  # kB -> MB
+        return fields.get("MemTotal"), fields.get("MemAvailable")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20, None
+    except (ValueError, OSError, AttributeError):
+        return None, None
+
+
+def pointer_bits() -> int:
+    """32 or 64: the Python build's word size. On a 64-bit Pi kernel with a 32-bit OS, platform.machine()
+    says aarch64 while only armv7l wheels can load, so the machine name alone misleads."""
+    return struct.calcsize("P") * 8
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss: Linux reports KiB, macOS bytes).
+
+    The same figure as train/provenance.peak_rss_mb, restated because the runtime never imports train/.
+    """
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def summary() -> dict[str, object]:
+    """The machine as plain data, for `bench --json`."""
+    import numpy
+
+    total, _ = memory_mb()
+    return {
+        "cpu": cpu_model(),
+        "cores": cores(),
+        "machine": platform.machine(),
+        "bits": pointer_bits(),
+        "os": f"{platform.system()} {platform.release()}",
+        "memory_mb": round(total) if total else None,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pillow": package_version("pillow"),
+        **{name: package_version(BACKEND_PACKAGES[name]) for name in BACKEND_NAMES},
+    }

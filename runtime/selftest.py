@@ -1,0 +1,120 @@
+"""`fmnist-edge selftest`: does this install give the answers the model gave at export?
+
+Three checks on the golden images (runtime/golden.py):
+  1. top-1: every image gets the class the exported model gave it;
+  2. scores: no score moves by more than SCORE_TOLERANCE;
+  3. preprocessing: each image, saved as PNG and read back through `preprocess`, arrives unchanged.
+
+1 and 2 are required only when the model is the very file the golden scores came from. A
+different file (the int8 ONNX, a float model) is a different computation, so its agreement is
+reported but not judged.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge.runtime.classifier import Classifier
+from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.golden import Golden, load_golden
+from fmnist_edge.runtime.machine import package_version
+from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
+
+# Same file, same interpreter: the int8 kernels are integer arithmetic, and LiteRT 2.3.0 gave
+# bit-identical scores at 1, 2, 3, 4 and 8 threads and at batch 1 and 100 (max |Δ| 0.0 on this
+# x86 machine). Any real difference on an int8 output is a whole quantization step (~0.02 for
+# the placeholder model, 180x this bound), so 1e-4 demands identical int8 outputs while leaving
+# room for float rounding in a float model's kernels should a golden file ever come from one.
+SCORE_TOLERANCE = 1e-4
+
+
+@dataclass
+class SelftestResult:
+    model: Path
+    backend: str
+    same_model: bool  # the model file is the one the golden scores came from
+    agree: int  # images whose top-1 matches the golden scores' top-1
+    total: int
+    max_abs_diff: float
+    preprocess_identical: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def versions(self) -> str:
+        package = {"litert": "ai-edge-litert"}.get(self.backend, self.backend)
+        return (f"{self.backend} {package_version(package)}, numpy {np.__version__}, "
+                f"Pillow {package_version('pillow')}")
+
+    def summary(self) -> str:
+        """The one line the CLI prints."""
+        if self.same_model:
+            top1 = f"{self.agree}/{self.total} top-1"
+        else:
+            top1 = f"{self.agree}/{self.total} top-1 agree ({self.model.name} is not the golden model: reported only)"
+        pre = ("preprocessing identical" if self.preprocess_identical == self.total
+               else f"preprocessing changed {self.total - self.preprocess_identical}/{self.total} images")
+        figures = f"{top1}, max |Δ score| {self.max_abs_diff:.1e}, {pre} ({self.versions()})"
+        if self.ok:
+            return f"selftest ok: {figures}"
+        return f"selftest failed: {'; '.join(self.problems)} — {figures}"
+
+
+def check_golden_hash(golden: Golden) -> None:
+    """Refuse golden data whose bytes differ from the manifest in its folder (when that records it)."""
+    if not (golden.path.parent / MANIFEST_FILE).is_file():
+        return
+    entry = load_manifest(golden.path.parent).get("golden") or {}
+    if entry.get("file") == golden.path.name and entry.get("sha256") != sha256_file(golden.path):
+        raise ModelError(f"{golden.path}: SHA-256 does not match the manifest; the golden data is corrupt or replaced")
+
+
+def preprocess_roundtrip(images: np.ndarray) -> np.ndarray:
+    """True for each image that survives PNG encoding and `preprocess` bit for bit."""
+    from PIL import Image
+
+    from fmnist_edge.runtime.preprocess import preprocess
+
+    same = []
+    for pixels in images:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, "L").save(buffer, format="PNG")
+        same.append(np.array_equal(preprocess(buffer.getvalue()), pixels))
+    return np.array(same, dtype=bool)
+
+
+def run_selftest(
+    model: Path | None = None,
+    golden_path: Path | None = None,
+    backend: str | None = None,
+    threads: int | None = None,
+) -> SelftestResult:
+    """Run the checks; model and data errors raise (MissingGoldenError when there is no golden file)."""
+    golden = load_golden(golden_path)
+    check_golden_hash(golden)
+    classifier = Classifier(model, threads=threads, backend=backend)  # verifies the model's SHA-256 too
+    scores = classifier.backend.run(np.ascontiguousarray(golden.images[..., None]))
+    same_model = sha256_file(classifier.path) == golden.model_sha256
+    agree = int((scores.argmax(1) == golden.scores.argmax(1)).sum())
+    max_diff = float(np.abs(scores - golden.scores).max())
+    identical = int(preprocess_roundtrip(golden.images).sum())
+
+    problems = []
+    if model is None and not same_model and classifier.path.name == golden.model_file:
+        # The bundled default and the golden data disagree about which model shipped: one is stale.
+        problems.append(f"the bundled {golden.model_file} is not the file {golden.path.name} was recorded from; "
+                        "re-export or reinstall")
+    if same_model and agree < len(golden):
+        problems.append(f"{len(golden) - agree}/{len(golden)} top-1 differ from the golden scores")
+    if same_model and max_diff > SCORE_TOLERANCE:
+        problems.append(f"scores differ by up to {max_diff:.1e} (tolerance {SCORE_TOLERANCE:.0e})")
+    if identical < len(golden):
+        problems.append(f"preprocessing changed {len(golden) - identical} of {len(golden)} dataset images")
+    return SelftestResult(classifier.path, classifier.backend.name, same_model, agree, len(golden), max_diff,
+                          identical, problems)

@@ -1,0 +1,267 @@
+"""`bench`, `selftest` and `doctor`: what a user checks on a new device, and the exit codes they rely on.
+
+The bundled models are placeholders until the real export lands, so nothing here asserts a
+latency, an accuracy or a label: only that each command runs, says what it measured, and fails
+in one line with the documented exit code. Benchmarks run on one model with a 10 ms budget.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from fmnist_edge.app import app
+from fmnist_edge.export.golden import golden_entry, golden_indices, write_golden
+from fmnist_edge.runtime import bench
+from fmnist_edge.runtime.backends import load_backend
+from fmnist_edge.runtime.bench_report import markdown, rich_table
+from fmnist_edge.runtime.doctor import known_problems
+from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
+from fmnist_edge.runtime.manifest import bundled_dir
+from fmnist_edge.runtime.spec import NUM_CLASSES
+
+ARTIFACTS = bundled_dir()
+INT8_TFLITE = ARTIFACTS / by_name("tflite-int8").filename
+GOLDEN = ARTIFACTS / GOLDEN_FILE
+ROW_KEYS = {"format", "precision", "backend", "threads", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput_ips",
+            "peak_rss_mb", "size_bytes", "load_ms", "first_ms"}
+HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "fmnist_edge.train", "fmnist_edge.export")
+
+
+def run(*args: object) -> Result:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    # An uncaught exception shows up as exit code 1, which would pass for "check failed".
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+needs_golden = pytest.mark.skipif(not GOLDEN.is_file(), reason=f"needs {GOLDEN} (written by export --int8)")
+
+
+# --- bench ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_doc() -> dict:
+    result = run("bench", INT8_TFLITE, "--budget", "0.01", "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)  # stdout is the JSON document alone; progress went to stderr
+
+
+def test_bench_json_has_the_machine_and_one_row_per_thread_count_and_batch(bench_doc: dict) -> None:
+    assert {"cpu", "cores", "python", "numpy"} <= set(bench_doc["machine"])
+    rows = bench_doc["results"]
+    threads = sorted({1, bench_doc["machine"]["cores"]})
+    assert [(r["threads"], r["batch"]) for r in rows] == [(t, b) for t in threads for b in (1, 32, 256)]
+    for row in rows:
+        assert set(row) >= ROW_KEYS, ROW_KEYS - set(row)
+        assert (row["format"], row["precision"], row["backend"]) == ("tflite", "int8", "litert")
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["throughput_ips"] == pytest.approx(row["batch"] / row["p50_ms"] * 1e3, rel=1e-3)
+        assert row["size_bytes"] == INT8_TFLITE.stat().st_size
+        assert row["peak_rss_mb"] > 0 and row["runs"] >= bench.MIN_RUNS
+        assert "accuracy" not in row  # only measured with --accuracy
+
+
+def test_bench_markdown_is_a_table_with_a_header_row() -> None:
+    result = run("bench", INT8_TFLITE, "--budget", "0.01", "--markdown")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| model | backend | threads | batch | p50 ms |")
+    assert re.fullmatch(r"\|(---:?\|)+", lines[1])
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) == 2 + len(bench.thread_counts()) * 3
+    assert any("ru_maxrss" in line for line in lines)  # says what the RSS column is
+
+
+def test_the_default_table_shows_every_row_and_explains_rss(bench_doc: dict) -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(rich_table(bench_doc))
+    text = console.export_text()
+    assert "p99 ms" in text and "images/s" in text and "ru_maxrss" in text
+    assert text.count("tflite int8") == len(bench_doc["results"])
+
+
+def test_bench_accuracy_is_added_to_every_row_of_the_model() -> None:
+    # The CLI loads the 10k test set; the library takes any labelled images, so a few will do here.
+    (target,), _ = bench.targets([INT8_TFLITE])
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    labels = np.arange(20) % NUM_CLASSES
+    doc = bench.run_bench([target], bench.Settings(budget=0.005, batches=(1,)), (images, labels))
+    accuracies = {row["accuracy"] for row in doc["results"]}
+    assert len(accuracies) == 1 and 0.0 <= accuracies.pop() <= 1.0
+    assert markdown(doc).splitlines()[0].endswith("| accuracy |")
+
+
+def test_bench_keras_adds_a_baseline_measured_after_the_interpreters() -> None:
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    keras_model = ARTIFACTS / by_name("keras").filename
+    if not keras_model.is_file():
+        pytest.skip(f"needs {keras_model}")
+    # A fresh process: TensorFlow's memory must not show in the interpreter rows' peak RSS.
+    result = subprocess.run(
+        [sys.executable, "-m", "fmnist_edge", "bench", str(INT8_TFLITE), "--keras", "--json", "--budget", "0.01"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["results"]
+    assert [r["format"] for r in rows][-3:] == ["keras"] * 3
+    keras_rows = [r for r in rows if r["format"] == "keras"]
+    assert {(r["precision"], r["backend"], r["threads"]) for r in keras_rows} == {("fp32", "keras", None)}
+    assert max(r["peak_rss_mb"] for r in rows[:-3]) < min(r["peak_rss_mb"] for r in keras_rows)
+
+
+def test_bench_refuses_both_output_formats_and_bad_files_in_one_line(tmp_path: Path) -> None:
+    assert run("bench", "--json", "--markdown").exit_code == 2
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    result = run("bench", broken, "--budget", "0.01")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.output
+
+
+# --- selftest ------------------------------------------------------------------------------------
+
+OK_LINE = re.compile(
+    r"selftest ok: (\d+)/(\1) top-1, max \|Δ score\| \S+, preprocessing identical "
+    r"\(litert [\d.]+, numpy [\d.]+, Pillow [\d.]+\)"
+)
+
+
+@needs_golden
+def test_selftest_prints_one_ok_line_and_exits_0() -> None:
+    result = run("selftest")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    assert OK_LINE.fullmatch(result.stdout.strip()), result.stdout
+
+
+@needs_golden
+def test_selftest_fails_in_one_line_when_golden_scores_were_altered(tmp_path: Path) -> None:
+    data = dict(np.load(GOLDEN))
+    data["scores"][0] = data["scores"][0][::-1]  # as if the device computed a different answer
+    np.savez(tmp_path / GOLDEN_FILE, **data)
+    result = run("selftest", "--golden", tmp_path / GOLDEN_FILE)
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("selftest failed: ") and "top-1" in line
+
+
+@needs_golden
+def test_selftest_fails_on_a_corrupt_golden_file_and_exits_2_when_there_is_none(tmp_path: Path) -> None:
+    corrupt = tmp_path / GOLDEN_FILE
+    corrupt.write_bytes(GOLDEN.read_bytes()[:1000])  # truncated download
+    result = run("selftest", "--golden", corrupt)
+    assert result.exit_code == 1
+    assert "golden.npz" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    # An intact file that is not the one the manifest beside it records: replaced, not trusted.
+    replaced = tmp_path / "replaced"
+    replaced.mkdir()
+    shutil.copy(GOLDEN, replaced / GOLDEN_FILE)
+    (replaced / "manifest.json").write_text(json.dumps({"golden": {"file": GOLDEN_FILE, "sha256": "0" * 64}}))
+    result = run("selftest", "--golden", replaced / GOLDEN_FILE)
+    assert result.exit_code == 1 and "does not match the manifest" in result.stderr
+    missing = run("selftest", "--golden", tmp_path / "nothing.npz")
+    assert missing.exit_code == 2
+    assert missing.stderr.strip().startswith("error: no golden data at ")
+
+
+@needs_golden
+def test_selftest_on_another_model_reports_agreement_without_judging_it() -> None:
+    pytest.importorskip("onnxruntime", reason="needs the [onnx] extra")
+    result = run("selftest", "--backend", "onnxruntime")
+    assert result.exit_code == 0, result.stderr
+    assert "is not the golden model: reported only" in result.stdout
+
+
+def test_export_writes_golden_data_that_selftest_accepts(tmp_path: Path) -> None:
+    # The export -> runtime contract, without TensorFlow: write_golden on the shipped int8 model.
+    labels = np.repeat(np.arange(NUM_CLASSES), 12)
+    images = np.random.default_rng(1).integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
+    path = write_golden(tmp_path, images, labels, INT8_TFLITE)
+    golden = load_golden(path)
+    assert len(golden) == 100 and np.bincount(golden.labels).tolist() == [10] * NUM_CLASSES
+    np.testing.assert_array_equal(golden.indices, golden_indices(labels))
+    np.testing.assert_array_equal(golden.scores, load_backend(INT8_TFLITE, threads=1).run(golden.images[..., None]))
+    assert golden_entry(tmp_path)["images"] == 100
+    result = run("selftest", "--golden", path, "--model", INT8_TFLITE)
+    assert result.exit_code == 0 and result.stdout.startswith("selftest ok: 100/100 top-1"), result.output
+
+
+# --- doctor --------------------------------------------------------------------------------------
+
+
+def test_doctor_lists_every_interpreter_and_exits_0_when_ready() -> None:
+    result = run("doctor")
+    assert result.exit_code == 0, result.stdout
+    for name in ("litert", "tflite-runtime", "onnxruntime"):
+        assert re.search(rf"^  {re.escape(name)} +(ok|missing) ", result.stdout, re.MULTILINE), name
+    for fact in ("platform", "python", "numpy", "Pillow", "cpu", "memory"):
+        assert re.search(rf"^{fact} ", result.stdout, re.MULTILINE), fact
+    assert "sha256 matches the manifest" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("doctor: ready (")
+
+
+HEALTHY = {"machine_name": "x86_64", "bits": 64, "python": (3, 11), "numpy_version": "2.1.0",
+           "installed": {"litert": "2.3.0"}, "usable": ["litert"]}
+
+
+def test_a_healthy_machine_gets_no_warnings() -> None:
+    assert known_problems(**HEALTHY) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"installed": {"tflite-runtime": "2.14.0"}, "usable": []}, "numpy"),
+        ({"python": (3, 12), "installed": {}, "usable": []}, "Python 3.12"),
+        ({"machine_name": "armv7l", "bits": 32, "installed": {}, "usable": []}, "32-bit ARM"),
+        # A Raspberry Pi with a 64-bit kernel and a 32-bit OS: uname says aarch64, wheels must be armv7l.
+        ({"machine_name": "aarch64", "bits": 32, "installed": {}, "usable": []}, "32-bit Python"),
+    ],
+)
+def test_known_bad_combinations_are_warned_about(change: dict, expected: str) -> None:
+    warnings = known_problems(**{**HEALTHY, **change})
+    assert any(expected in w for w in warnings), warnings
+
+
+# --- processes: no TensorFlow, and a 4 GB address-space cap ---------------------------------------
+
+IMPORTS = """
+import sys
+import fmnist_edge.runtime.bench, fmnist_edge.runtime.bench_report, fmnist_edge.runtime.doctor
+import fmnist_edge.runtime.selftest
+print(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1:] or m in sys.argv[1:]))
+"""
+
+
+def test_the_new_runtime_modules_never_import_tensorflow_train_or_export() -> None:
+    result = subprocess.run([sys.executable, "-c", IMPORTS, *HEAVY], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@needs_golden
+@pytest.mark.parametrize("command", [["selftest"], ["classify", "examples/test_0000_ankle_boot.png"]])
+def test_classify_and_selftest_run_under_a_4_gb_address_space_cap(command: list[str]) -> None:
+    # A small board has ~1-4 GB; interpreters that reserve huge virtual ranges would fail there.
+    # (Measured: both commands pass down to a 256 MB cap on x86_64; they fail below ~200 MB.)
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    result = subprocess.run(
+        ["prlimit", f"--as={4 * 2**30}", "--", sys.executable, "-m", "fmnist_edge", *command],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 0, result.stderr
