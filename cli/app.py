@@ -246,12 +246,13 @@ Runs every model in the bundled manifest (or the PATHS given) on every installed
 can run it: .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on onnxruntime; with 1
 thread and with all cores; at batch 1, 32 and 256. Each row is timed after a warm-up, over up to
 1000 calls or --budget seconds, whichever comes first; p50/p90/p99 are per call, and images/s is
-batch / p50. Peak RSS is the bench process's ru_maxrss when the row was measured, so it only
+batch / p50. Peak RSS is the bench process's peak (VmHWM) when the row was measured, so it only
 grows down the table. The default run (4 models) took 25 s on an idle 2-core x86 machine.
 
 --accuracy adds accuracy on the full 10k test set (needs the Fashion-MNIST files).
---keras adds the float Keras model (artifacts/fmnist_cnn.keras) as a baseline; it needs
-TensorFlow, so it is only ever included when asked for, and the default run stays light.
+When TensorFlow is installed and the float Keras model sits beside the bundled models (a source
+checkout), it is added as a baseline row so the speed-up is visible; --no-keras leaves it out,
+--keras insists on it. A .keras file among PATHS is always benchmarked.
 """
 
 
@@ -265,8 +266,10 @@ def bench(
     budget: Annotated[float, typer.Option(min=0.01, help="Seconds per measurement (row).")] = 1.0,  # = DEFAULT_BUDGET
     accuracy: Annotated[bool, typer.Option("--accuracy", help="Also measure accuracy on the 10k test set.")] = False,
     keras: Annotated[
-        bool, typer.Option("--keras", help="Add the float Keras model as a baseline (needs TensorFlow).")
-    ] = False,
+        bool | None,
+        typer.Option("--keras/--no-keras", help="Add the float Keras model as a baseline (needs TensorFlow).",
+                     show_default="when TensorFlow and the .keras file are present"),
+    ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for the README).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document: machine, results.")] = False,
     data_dir: DataDir = None,
@@ -282,11 +285,13 @@ def bench(
         model_paths = [p for p in paths or [] if p.suffix != ".keras"]
         keras_paths = [p for p in paths or [] if p.suffix == ".keras"]
         targets, notes = benchmark.targets(model_paths) if model_paths or not paths else ([], [])
-        if keras:
+        if keras or (keras is None and not paths):
             from fmnist_edge.runtime.formats import by_name
             from fmnist_edge.runtime.manifest import bundled_dir
 
-            keras_paths.append(bundled_dir() / by_name("keras").filename)
+            baseline = bundled_dir() / by_name("keras").filename
+            if keras or (baseline.is_file() and _tensorflow_installed()):
+                keras_paths.append(baseline)
         targets += _keras_targets(keras_paths)
         if not targets:
             raise fail("nothing to benchmark: " + ("; ".join(notes) or "no models"))
@@ -312,6 +317,12 @@ def bench(
         if not console.is_terminal:
             console = Console(width=180)  # piped: no wrapping at a guessed 80 columns
         console.print(bench_report.rich_table(doc))
+
+
+def _tensorflow_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 def _progress(message: str) -> None:

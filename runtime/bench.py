@@ -13,7 +13,7 @@ How the numbers are taken, so they can be trusted and compared:
     whichever is first, and reports how many it got.
   * Medians, not means: p50 is the latency and throughput is batch / p50, so a stray pause from
     another process does not move either.
-  * Peak RSS is the whole process's ru_maxrss when the row was measured. It only grows, so a
+  * Peak RSS is the whole process's peak (VmHWM) when the row was measured. It only grows, so a
     row includes every model measured before it; bench one file alone for its own footprint.
 
 Other model kinds (the Keras baseline, which needs TensorFlow) come in as extra `Target`s built
@@ -248,7 +248,7 @@ def run_bench(
             "budget_s": settings.budget,
             "max_runs": settings.max_runs,
             "throughput": "batch / p50",
-            "peak_rss": "ru_maxrss of the whole bench process when the row was measured (grows row by row)",
+            "peak_rss": "peak RSS (VmHWM) of the whole bench process when the row was measured (grows row by row)",
             "accuracy": "full 10k test set" if accuracy_data is not None else None,
             "wall_s": round(time.perf_counter() - started, 1),
         },

@@ -57,7 +57,7 @@ def footnote(doc: dict) -> str:
     method = doc["method"]
     return (f"Latency: time.perf_counter around backend.run only, after warm-up; up to {method['max_runs']} runs "
             f"or {method['budget_s']:g} s per row; images/s = batch / p50. Inputs: {method['inputs']}. "
-            f"Peak RSS: ru_maxrss of the whole bench process so far, so it only grows down the table.")
+            f"Peak RSS: the whole bench process's peak so far (VmHWM), so it only grows down the table.")
 
 
 def markdown(doc: dict) -> str:

@@ -66,7 +66,8 @@ class Classifier:
             manifests.verify(path, manifest)
         self.path = path
         self.backend: Backend = load_backend(path, threads, backend)
-        self.unsure_threshold = float((manifest or {}).get("unsure_threshold", DEFAULT_UNSURE_THRESHOLD))
+        calibrated = (manifest or {}).get("unsure_threshold")  # None when export skipped int8 calibration
+        self.unsure_threshold = float(calibrated) if calibrated is not None else DEFAULT_UNSURE_THRESHOLD
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 [N, 28, 28] (or [N, 28, 28, 1]) light-on-dark pixels -> probabilities [N, 10]."""

@@ -110,10 +110,19 @@ def pointer_bits() -> int:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss: Linux reports KiB, macOS bytes).
+    """Peak resident set size of this process image so far, in MiB.
 
-    The same figure as train/provenance.peak_rss_mb, restated because the runtime never imports train/.
+    Linux: VmHWM from /proc/self/status, because ru_maxrss survives exec and so reports the parent's
+    peak in a child started from a big process (a test runner holding TensorFlow, say). Elsewhere
+    ru_maxrss (KiB on Linux, bytes on macOS).
     """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

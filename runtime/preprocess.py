@@ -10,13 +10,16 @@ background" needs a segmentation. A single border colour is not enough there: fl
 patterned (parquet, rugs), lit unevenly, and the item often runs off the frame, so the border is
 partly item. We therefore learn two colour histograms, background from the border and item from
 the centre of the frame (phone users centre what they photograph), classify every pixel by which
-histogram explains it better, and re-learn both from that result a few times. The mask is then
-cleaned up (holes filled, only the largest blob kept) and checked for plausibility before the item
-is cropped, negated and contrast-stretched. Dataset-like inputs (any 28x28 image) pass through
-unchanged, so the device sees exactly what training saw.
+histogram explains it better, and re-learn both from that result a few times. Colours are binned
+in YCbCr rather than RGB, so that a floor's lighting gradient moves along one axis (brightness)
+instead of across the bin edges of all three channels. The mask is then cleaned up (holes filled,
+only the largest blob kept) and checked for plausibility before the item is cropped, negated and
+contrast-stretched, and it is placed on the canvas exactly as the dataset places its items.
+Dataset-like inputs (any 28x28 image) pass through unchanged, so the device sees exactly what
+training saw.
 
 Only numpy and Pillow are used, and the segmentation runs on a ~96 px copy, so a 12 MP photo
-costs about 50 ms on one x86 core here (measured under load; not yet timed on a Pi).
+costs about 32 ms on one x86 core here (11-13 ms median over the 36 shared photos; not timed on a Pi).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ MIN_SIDE = 8  # px; below this there is no garment to see
 MAX_ASPECT = 16.0  # a 4000x8 strip is not a photo of one item
 WORK_SIZE = 256  # photos are cropped and negated at this longest side; plenty for a 28 px result
 SEG_SIZE = 96  # the item is found on a copy this small: 3.4x the output, and fast (64 and 128 scored the same)
-COLOUR_BINS = 8  # per RGB channel -> 512 colours: coarse enough that a few thousand pixels fill them
+COLOUR_BINS = 8  # per YCbCr channel -> 512 colours: coarse enough that a few thousand pixels fill them
+CHROMA_RANGE = 96  # Cb, Cr bins span 128 +- this, where real surfaces lie: finer bins for hue than for brightness
 BORDER_BAND = 0.06  # fraction of the short side taken as the first background sample
 CENTRE_RADIUS = 0.3  # half-axes of the central ellipse (fraction of each side) taken as the first item sample
 REFINE_PASSES = 3  # re-learn both colour models from the previous mask this many times
@@ -142,8 +146,19 @@ def to_model_input(image: Image.Image) -> np.ndarray:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = Image.fromarray(np.clip(item, 0, 255).astype(np.uint8), "L").resize(size, Image.Resampling.LANCZOS)
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
-    canvas.paste(small, ((IMAGE_SIZE - size[0]) // 2, (IMAGE_SIZE - size[1]) // 2))
+    canvas.paste(small, (_centred_offset(size[0]), _centred_offset(size[1])))
     return np.asarray(canvas).copy()
+
+
+def _centred_offset(length: int) -> int:
+    """Where an item `length` px long starts on the canvas: centred by its bounding box, with the odd
+    pixel of slack going before it.
+
+    Measured on the training set: every image's bounding box starts at ceil((28 - length) / 2), not
+    at the floor (and not at the centre of mass), so an odd-width item sits half a pixel right of or
+    below the centre. Matching that keeps photos where the model has seen items.
+    """
+    return (IMAGE_SIZE - length + 1) // 2
 
 
 def _foreground(rgb: np.ndarray) -> np.ndarray:
@@ -158,9 +173,7 @@ def _foreground(rgb: np.ndarray) -> np.ndarray:
     Histograms cope with multi-coloured floors and prints, where one "border colour" cannot.
     """
     h, w, _ = rgb.shape
-    smooth = np.asarray(Image.fromarray(rgb.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.0)), dtype=np.int32)
-    bins = smooth * COLOUR_BINS // 256
-    codes = (bins[..., 0] * COLOUR_BINS + bins[..., 1]) * COLOUR_BINS + bins[..., 2]
+    codes = _colour_codes(rgb)
     yy, xx = np.mgrid[0:h, 0:w]
     band = max(2, round(BORDER_BAND * min(h, w)))
     border = (yy < band) | (yy >= h - band) | (xx < band) | (xx >= w - band)
@@ -180,6 +193,25 @@ def _foreground(rgb: np.ndarray) -> np.ndarray:
         # keep the whole frame rather than a fragment.
         return np.ones_like(mask)
     return mask
+
+
+def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """Each pixel's colour bin (0 .. COLOUR_BINS**3 - 1), after a slight blur against JPEG noise.
+
+    Bins are cut in YCbCr, not RGB. A floor is lit unevenly, and a grey or beige floor that gets
+    darker towards one side crosses RGB bin edges in all three channels at once, so its far side
+    looks like a new colour, that is like the item. In YCbCr it stays in one chroma bin and only
+    changes brightness bins. Chroma bins are also finer than brightness bins (CHROMA_RANGE), because
+    a garment and the floor under it often differ more in hue than in brightness, and shadows
+    mostly change brightness. On the 36 shared photos this raised the mean overlap (IoU) with
+    reference masks outlined for that check from 0.80 to 0.815, most on trousers spread on sheets
+    and shoes on floors.
+    """
+    smooth = Image.fromarray(rgb.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.0))
+    ycc = np.asarray(smooth.convert("YCbCr"), dtype=np.int32)
+    luma = ycc[..., 0] * COLOUR_BINS // 256
+    chroma = np.clip((ycc[..., 1:] - 128 + CHROMA_RANGE) * COLOUR_BINS // (2 * CHROMA_RANGE), 0, COLOUR_BINS - 1)
+    return (luma * COLOUR_BINS + chroma[..., 0]) * COLOUR_BINS + chroma[..., 1]
 
 
 def _histogram(codes: np.ndarray, sample: np.ndarray) -> np.ndarray:

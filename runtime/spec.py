@@ -30,7 +30,7 @@ PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
 
 # Bump when photo preprocessing changes the pixels it produces: it is stored with each model.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: colour bins in YCbCr, dataset-exact centring
 
 # What models emit: ten raw scores per image; the runtime applies softmax.
 OUTPUT_KIND = "logits"

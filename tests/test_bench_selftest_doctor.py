@@ -1,8 +1,8 @@
 """`bench`, `selftest` and `doctor`: what a user checks on a new device, and the exit codes they rely on.
 
-The bundled models are placeholders until the real export lands, so nothing here asserts a
-latency, an accuracy or a label: only that each command runs, says what it measured, and fails
-in one line with the documented exit code. Benchmarks run on one model with a 10 ms budget.
+Nothing here asserts a latency (these machines are shared and noisy): only that each command runs,
+says what it measured, and fails in one line with the documented exit code. Benchmarks run on one
+model with a 10 ms budget.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_bench_markdown_is_a_table_with_a_header_row() -> None:
     assert re.fullmatch(r"\|(---:?\|)+", lines[1])
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 2 + len(bench.thread_counts()) * 3
-    assert any("ru_maxrss" in line for line in lines)  # says what the RSS column is
+    assert any("VmHWM" in line for line in lines)  # says what the RSS column is
 
 
 def test_the_default_table_shows_every_row_and_explains_rss(bench_doc: dict) -> None:
@@ -90,7 +90,7 @@ def test_the_default_table_shows_every_row_and_explains_rss(bench_doc: dict) -> 
     console = Console(record=True, width=200)
     console.print(rich_table(bench_doc))
     text = console.export_text()
-    assert "p99 ms" in text and "images/s" in text and "ru_maxrss" in text
+    assert "p99 ms" in text and "images/s" in text and "VmHWM" in text
     assert text.count("tflite int8") == len(bench_doc["results"])
 
 

@@ -11,6 +11,7 @@ Most tests run the app in-process with typer's CliRunner; the few that must see 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -475,6 +476,20 @@ def test_the_first_frame_of_a_multi_frame_image_is_used(
     pixels = preprocess(encodings[kind])
     np.testing.assert_array_equal(pixels, preprocess(encodings[first]))
     assert not np.array_equal(pixels, preprocess(encodings[second]))
+
+
+@pytest.mark.parametrize("width", [88, 95, 102, 151])  # 10, 11, 12 and 15 px wide on the canvas
+def test_a_photo_is_placed_on_the_canvas_as_the_dataset_places_items(width: int) -> None:
+    # Every Fashion-MNIST image has its item's box spanning the long side and starting at
+    # ceil((28 - w) / 2) on the short one: an odd width leaves the spare column on the left.
+    scene = np.full((420, 320, 3), 235, np.uint8)  # a dark garment on a light floor
+    scene[60:360, (320 - width) // 2 : (320 - width) // 2 + width] = 40
+    buffer = io.BytesIO()
+    Image.fromarray(scene).save(buffer, "PNG")
+    lit = preprocess(buffer.getvalue()) > 0
+    ys, xs = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    assert (ys[0], ys[-1]) == (0, 27), "the long side spans the canvas"
+    assert xs[0] == (28 - len(xs) + 1) // 2, f"a {len(xs)} px wide item starts at column {xs[0]}"
 
 
 # --- output formats --------------------------------------------------------------------------------

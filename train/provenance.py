@@ -1,12 +1,10 @@
-"""Where a run came from: git commit, library versions, peak memory. Recorded with every artifact."""
+"""Where a run came from: git commit and library versions. Recorded with every artifact."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
-import resource
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -33,8 +31,3 @@ def versions(*packages: str) -> dict[str, str | None]:
             found[name] = None
     return found
 
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

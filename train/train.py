@@ -17,10 +17,11 @@ import numpy as np
 
 from fmnist_edge.runtime.atomic import atomic_path, write_text_atomic
 from fmnist_edge.runtime.errors import FmnistEdgeError
+from fmnist_edge.runtime.machine import peak_rss_mb
 from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig, augment_batch
 from fmnist_edge.train.model import PARAM_LIMIT, ModelConfig, build_model, count_macs
-from fmnist_edge.train.provenance import git_commit, peak_rss_mb, versions
+from fmnist_edge.train.provenance import git_commit, versions
 
 MODEL_FILE = "fmnist_cnn.keras"
 RECORD_FILE = "fmnist_cnn.training.json"
