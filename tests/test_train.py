@@ -85,3 +85,12 @@ def test_interrupted_write_leaves_the_previous_file(tmp_path: Path) -> None:
         raise KeyboardInterrupt
     assert target.read_bytes() == b"last good checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_atomic_writes_are_readable_by_others_like_a_plain_write(tmp_path: Path) -> None:
+    # mkstemp's 0600 would make a shipped model unreadable to other users of a system-wide install.
+    plain, atomic = tmp_path / "plain.bin", tmp_path / "atomic.bin"
+    plain.write_bytes(b"x")
+    with atomic_path(atomic) as tmp:
+        tmp.write_bytes(b"x")
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
