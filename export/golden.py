@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.runtime.atomic import atomic_path
-from fmnist_edge.runtime.backends import load_backend
+from fmnist_edge.runtime.backends import BACKEND_PACKAGES, load_backend
 from fmnist_edge.runtime.errors import ExportError
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
 from fmnist_edge.runtime.machine import package_version
@@ -45,7 +45,7 @@ def write_golden(out_dir: Path, images: np.ndarray, labels: np.ndarray, int8_tfl
     chosen = np.ascontiguousarray(images[pick])
     scores = backend.run(chosen[..., None]).astype(np.float32)
     target = Path(out_dir) / GOLDEN_FILE
-    version = package_version("ai-edge-litert" if backend.name == "litert" else backend.name)
+    version = package_version(BACKEND_PACKAGES[backend.name])
     with atomic_path(target) as tmp, tmp.open("wb") as fh:
         np.savez_compressed(
             fh,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist_edge.runtime.backends import BACKEND_PACKAGES
 from fmnist_edge.runtime.classifier import Classifier
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.golden import Golden, load_golden
@@ -48,7 +49,7 @@ class SelftestResult:
         return not self.problems
 
     def versions(self) -> str:
-        package = {"litert": "ai-edge-litert"}.get(self.backend, self.backend)
+        package = BACKEND_PACKAGES.get(self.backend, self.backend)
         return (f"{self.backend} {package_version(package)}, numpy {np.__version__}, "
                 f"Pillow {package_version('pillow')}")
 

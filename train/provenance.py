@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import subprocess
 from pathlib import Path
+
+from fmnist_edge.runtime.machine import package_version
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -23,11 +24,5 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 
 def versions(*packages: str) -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"python": platform.python_version(), **{name: package_version(name) for name in packages}}
 
