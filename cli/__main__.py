@@ -1,4 +1,3 @@
-from fmnist_edge.app import main
+from fmnist_edge.main import main
 
 main()
-

@@ -6,12 +6,12 @@ Heavy packages (TensorFlow, tf2onnx, onnx) are imported inside the commands that
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fmnist_edge.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, classify_exit_code
 from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
 
 app = typer.Typer(
@@ -21,8 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 DataDir = Annotated[
     Path | None,
@@ -196,14 +194,8 @@ def classify(
         typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
     ] = None,
 ) -> None:
-    from fmnist_edge.runtime.classify import run_classify
-
-    try:
-        failed = run_classify(paths, model=model, backend=None if backend == "auto" else backend,
-                              threads=threads, top_k=top_k, json_lines=json_lines, save_input=save_input)
-    except FmnistEdgeError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    raise typer.Exit(classify_exit_code(paths, model=model, backend=None if backend == "auto" else backend,
+                                        threads=threads, top_k=top_k, json_lines=json_lines, save_input=save_input))
 
 
 @app.command("evaluate-photos")
@@ -410,11 +402,3 @@ def doctor() -> None:
     for line in report.lines():
         typer.echo(line)
     raise typer.Exit(EXIT_OK if report.ready else EXIT_FAILED)
-
-
-def main() -> None:
-    app(prog_name="fmnist-edge")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

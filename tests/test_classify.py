@@ -128,24 +128,57 @@ def test_the_onnx_model_runs_by_path_or_by_backend(
     assert len(rows(result.stdout)) == 1
 
 
-CLI_SCRIPT = """
-import sys
-from fmnist_edge.app import app
-code = app(["classify", sys.argv[1]], prog_name="fmnist-edge", standalone_mode=False)
-print("exit", code)
-print(sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[2:])))
+ENTRY_SCRIPT = """
+import json, sys
+from fmnist_edge.main import main
+cut = sys.argv.index("--watch")
+args, watch = sys.argv[1:cut], set(sys.argv[cut + 1:])
+sys.argv = ["fmnist-edge", *args]
+try:
+    main()
+except SystemExit as exc:
+    print("exit", exc.code)
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules} & watch)))
 """
 
 
-def test_the_cli_never_imports_tensorflow(photo: str, workdir: Path) -> None:
-    # A fresh interpreter: this pytest process may have imported TensorFlow for other test files.
+def run_entry_point(args: list[str], watch: tuple[str, ...]) -> tuple[int, list[str], str]:
+    """Run the console-script entry point in a fresh Python: (exit code, watched modules loaded, stderr).
+
+    A fresh interpreter, because this pytest process may have imported TensorFlow for other test files.
+    """
     result = subprocess.run(
-        [sys.executable, "-c", CLI_SCRIPT, photo, *HEAVY], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", ENTRY_SCRIPT, *args, "--watch", *watch], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 0, result.stderr
     exit_line, loaded = result.stdout.splitlines()[-2:]
-    assert exit_line == "exit 0"
-    assert loaded == "[]", f"classify imported {loaded}"
+    return int(exit_line.removeprefix("exit ")), json.loads(loaded), result.stderr
+
+
+@pytest.mark.parametrize("options", [[], ["--threads", "1"]], ids=["plain", "with-options"])
+def test_the_cli_never_imports_tensorflow(options: list[str], photo: str, workdir: Path) -> None:
+    code, loaded, stderr = run_entry_point(["classify", *options, photo], HEAVY)
+    assert code == 0, stderr
+    assert loaded == [], f"classify imported {loaded}"
+
+
+def test_a_plain_classify_starts_without_the_option_parser(photo: str, workdir: Path) -> None:
+    # `classify FILE...` is the everyday command; typer and click are 40 ms of its start-up.
+    code, loaded, stderr = run_entry_point(["classify", photo], ("typer", "click", "rich"))
+    assert code == 0, stderr
+    assert loaded == []
+
+
+def test_the_plain_and_the_parsed_route_print_the_same(photo: str, workdir: Path) -> None:
+    inputs = [photo, _missing(workdir), _text_as_png(workdir)]
+    plain, parsed = (
+        subprocess.run([sys.executable, "-m", "fmnist_edge", "classify", *options, *inputs],
+                       capture_output=True, text=True, timeout=120)
+        for options in ([], ["--top-k", "1"])
+    )
+    assert plain.returncode == parsed.returncode == 1
+    assert plain.stdout == parsed.stdout
+    assert error_lines(plain.stderr) == error_lines(parsed.stderr)
+    assert len(rows(plain.stdout)) == 1
 
 
 # --- bad inputs: one error line each, the rest still classified ---------------------------------
