@@ -44,7 +44,11 @@ def is_plain_classify(args: list[str]) -> bool:
 def main() -> None:
     args = sys.argv[1:]
     if is_plain_classify(args):
-        sys.exit(classify_exit_code(args[1:]))
+        try:
+            sys.exit(classify_exit_code(args[1:]))
+        except KeyboardInterrupt:
+            print("\nAborted!", file=sys.stderr)  # what click prints on the parsed route
+            sys.exit(EXIT_FAILED)
     from fmnist_edge.app import app
 
     app(prog_name="fmnist-edge")
