@@ -24,8 +24,8 @@ app = typer.Typer(
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Folder with the four Fashion-MNIST .gz files "
-                 "[default: $FMNIST_EDGE_DATA, the user cache, /usr/share/datasets/fashion-mnist, download]"),
+    typer.Option("--data-dir", help="Folder with the four Fashion-MNIST .gz files.",
+                 show_default="$FMNIST_EDGE_DATA, the user cache, /usr/share/datasets/fashion-mnist, download"),
 ]
 
 
@@ -105,7 +105,7 @@ def export_cmd(
     model: Annotated[Path, typer.Argument(help="Trained Keras model.")] = Path("artifacts/fmnist_cnn.keras"),
     int8: Annotated[bool, typer.Option("--int8", help="Also write full-integer int8 TFLite and ONNX.")] = False,
     formats: Annotated[str, typer.Option(help="Comma-separated: tflite, onnx.")] = "tflite,onnx",
-    out: Annotated[Path | None, typer.Option(help="Output folder [default: the model's folder].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder.", show_default="the model's folder")] = None,
     calibration: Annotated[int, typer.Option(min=10, help="Training images used to calibrate int8.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed for picking calibration images.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace existing exported models.")] = False,
@@ -134,9 +134,9 @@ def export_cmd(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx model.")],
     out: Annotated[
-        Path | None, typer.Option(help="Report folder [default: <model folder>/report/<model name>].")
+        Path | None, typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads [default: all cores].")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG report images.")] = True,
     data_dir: DataDir = None,
 ) -> None:
@@ -209,27 +209,36 @@ def evaluate_photos(
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
 ) -> None:
-    """Top-1 accuracy on labelled real photos (e.g. ../shared/photos), with every miss listed."""
+    """Top-1 accuracy on labelled real photos (e.g. ../shared/photos), with every miss listed.
+
+    Exit codes: 0 every photo was read; 1 some could not be (one line each on stderr; the figure
+    covers the rest); 2 a bad labels file or model.
+    """
     from fmnist_edge.runtime.classifier import Classifier
     from fmnist_edge.runtime.photo_eval import evaluate_photos as run
     from fmnist_edge.runtime.spec import CLASS_NAMES
 
     try:
         classifier = Classifier(model, threads=threads)
-        results = run(folder, labels or folder / "labels.csv", classifier)
+        results, errors = run(folder, labels or folder / "labels.csv", classifier)
     except FmnistEdgeError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     for r in results:
         mark = "ok  " if r.correct else "MISS"
         typer.echo(f"{mark} {r.file:<28} true {CLASS_NAMES[r.true]:<12} predicted {CLASS_NAMES[r.predicted]:<12} "
                    f"{100 * r.confidence:5.1f}%")
-    hits = sum(r.correct for r in results)
-    typer.echo("per class: " + ", ".join(
-        f"{name} {sum(r.correct for r in results if r.true == i)}/{sum(r.true == i for r in results)}"
-        for i, name in enumerate(CLASS_NAMES) if any(r.true == i for r in results)
-    ))
-    typer.echo(f"top-1 on {len(results)} photos: {hits}/{len(results)} = {100 * hits / len(results):.1f}% "
-               f"({classifier.path.name})")
+    for message in errors:
+        typer.echo(f"error: {message}", err=True)
+    if results:
+        hits = sum(r.correct for r in results)
+        typer.echo("per class: " + ", ".join(
+            f"{name} {sum(r.correct for r in results if r.true == i)}/{sum(r.true == i for r in results)}"
+            for i, name in enumerate(CLASS_NAMES) if any(r.true == i for r in results)
+        ))
+        unread = f"; {len(errors)} could not be read" if errors else ""
+        typer.echo(f"top-1 on {len(results)} photos: {hits}/{len(results)} = {100 * hits / len(results):.1f}% "
+                   f"({classifier.path.name}){unread}")
+    raise typer.Exit(EXIT_FAILED if errors else EXIT_OK)
 
 
 BENCH_HELP = """Latency, throughput, load time and memory of each model on each installed interpreter.

@@ -60,9 +60,13 @@ def write_golden(out_dir: Path, images: np.ndarray, labels: np.ndarray, int8_tfl
     return target
 
 
-def golden_entry(out_dir: Path) -> dict | None:
-    """The manifest's record of golden.npz (file, sha256, image count), or None when there is none."""
+def golden_entry(out_dir: Path, model_sha256: str | None) -> dict | None:
+    """The manifest's record of golden.npz (file, sha256, image count), or None when there is none or
+    it was recorded from another model than the one whose SHA-256 is given (say, before a re-export)."""
     path = Path(out_dir) / GOLDEN_FILE
-    if not path.is_file():
+    if model_sha256 is None or not path.is_file():
         return None
-    return {"file": GOLDEN_FILE, "sha256": sha256_file(path), "images": len(load_golden(path))}
+    golden = load_golden(path)
+    if golden.model_sha256 != model_sha256:
+        return None
+    return {"file": GOLDEN_FILE, "sha256": sha256_file(path), "images": len(golden)}

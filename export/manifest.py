@@ -7,10 +7,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from fmnist_edge.export.golden import golden_entry
+from fmnist_edge.export.golden import GOLDEN_FORMAT, golden_entry
 from fmnist_edge.export.parity import ParityReport, Tolerance
 from fmnist_edge.runtime.atomic import write_text_atomic
-from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
+from fmnist_edge.runtime.formats import DEFAULT_FORMAT, TRAINING_RECORD, Format, by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, sha256_file
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 from fmnist_edge.train.provenance import git_commit, versions
@@ -41,23 +41,27 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
                    data_sha256: dict[str, str], unsure: dict | None = None) -> dict:
     previous = _load_previous(out_dir)
     source_sha = sha256_file(model_path)
-    record = model_path.with_name(model_path.stem + ".training.json")
-    # Keep entries for formats not exported this time, if they came from the same Keras model.
+    record = model_path.parent / TRAINING_RECORD
+    # Keep entries for formats not exported this time, if they came from the same Keras model; so
+    # does what was derived from them. Anything else in out_dir is a leftover the runtime refuses.
+    same_source = previous.get("source", {}).get("sha256") == source_sha
     kept = [
         m for m in previous.get("models", [])
-        if previous.get("source", {}).get("sha256") == source_sha
-        and m["file"] not in {e["file"] for e in entries}
-        and (out_dir / m["file"]).is_file()
+        if same_source and m["file"] not in {e["file"] for e in entries} and (out_dir / m["file"]).is_file()
     ]
+    models = {m["file"]: m for m in [*kept, *entries]}
+    default = by_name(DEFAULT_FORMAT).filename
+    if unsure is None and same_source and default in models:
+        unsure = previous.get("unsure_calibration")
     return {
         "schema": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "labels": list(CLASS_NAMES),
         "input": input_contract(),
         "preprocess_version": PREPROCESS_VERSION,
-        "default_model": by_name(DEFAULT_FORMAT).filename,
-        "unsure_threshold": unsure["threshold"] if unsure else previous.get("unsure_threshold"),
-        "unsure_calibration": unsure or previous.get("unsure_calibration"),
+        "default_model": default if default in models else None,  # None: classify needs --model
+        "unsure_threshold": unsure["threshold"] if unsure else None,  # None: the runtime's default
+        "unsure_calibration": unsure,
         "source": {
             "file": model_path.name,
             "sha256": source_sha,
@@ -66,7 +70,8 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
             "training_record_sha256": sha256_file(record) if record.is_file() else None,
         },
         "reference_logits": {"file": REFERENCE_FILE, "sha256": sha256_file(out_dir / REFERENCE_FILE)},
-        "golden": golden_entry(out_dir),  # selftest data: {file, sha256, images}, None without an int8 TFLite
+        # selftest data {file, sha256, images}: only when recorded from the int8 TFLite listed here
+        "golden": golden_entry(out_dir, models.get(by_name(GOLDEN_FORMAT).filename, {}).get("sha256")),
         "calibration": {
             "images": options.calibration_size,
             "seed": options.seed,
@@ -75,7 +80,7 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
         "data_sha256": data_sha256,
         "export_git_commit": git_commit(Path(__file__).resolve().parent),
         "tools": versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy"),
-        "models": sorted([*kept, *entries], key=lambda m: m["file"]),
+        "models": sorted(models.values(), key=lambda m: m["file"]),
     }
 
 

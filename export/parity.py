@@ -12,7 +12,7 @@ float model and the same top-1 on at least 99% of the test images.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,11 +51,6 @@ class ParityReport:
     @property
     def accuracy_delta_pp(self) -> float:
         return 100.0 * (self.accuracy - self.reference_accuracy)
-
-    def to_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out["accuracy_delta_pp"] = round(self.accuracy_delta_pp, 3)
-        return out
 
     def summary(self) -> str:
         verdict = "ok" if self.passed else "FAILED: " + "; ".join(self.failures)

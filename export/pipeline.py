@@ -5,7 +5,9 @@ Order of work, so that a failure leaves the previous artifacts untouched:
   2. convert every requested format in a temporary directory;
   3. run each through the runtime's own backend on the 10k test images and check parity
      against the Keras model's scores;
-  4. only when all pass, move each file into place atomically and rewrite the manifest.
+  4. only when all pass, derive the rest (unsure threshold, golden data, reference scores) in the
+     same temporary directory, then move each file into place atomically and rewrite the manifest
+     straight after, so the window in which models and manifest disagree is a few file moves.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
 from fmnist_edge.export.manifest import REFERENCE_FILE, build_manifest, file_entry, write_manifest
 from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
-from fmnist_edge.runtime.atomic import atomic_path, write_bytes_atomic
+from fmnist_edge.runtime.atomic import write_bytes_atomic
 from fmnist_edge.runtime.backends import load_backend
 from fmnist_edge.runtime.errors import ExportError, ModelError
-from fmnist_edge.runtime.formats import EXPORTED, Format, by_name
+from fmnist_edge.runtime.formats import EXPORTED, TRAINING_RECORD, Format, by_name
+from fmnist_edge.runtime.golden import GOLDEN_FILE
 from fmnist_edge.runtime.manifest import MANIFEST_FILE
 from fmnist_edge.train import data as fmnist_data
 
@@ -135,19 +138,21 @@ def export(
             parity.require(report)
             staged.append((fmt, staged_path, report))
 
+        # Everything derived from the new models is staged too, so that once files start to move
+        # into out_dir nothing slow or fallible is left before the manifest that lists them.
+        unsure = _calibrate_unsure(staged, ds, model_path, log)
+        published = [fmt.filename for fmt, _, _ in staged]
+        if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
+            write_golden(tmp_dir, ds.test_images, test_y, tmp_dir / by_name(GOLDEN_FORMAT).filename)
+            published.append(GOLDEN_FILE)
+        with (tmp_dir / REFERENCE_FILE).open("wb") as fh:
+            np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test_y)
+        published.append(REFERENCE_FILE)
+
         step(f"writing {len(staged)} models and {MANIFEST_FILE} to {out_dir}")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for fmt, staged_path, _ in staged:
-            write_bytes_atomic(out_dir / fmt.filename, staged_path.read_bytes())
-        if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
-            write_golden(out_dir, ds.test_images, test_y, out_dir / by_name(GOLDEN_FORMAT).filename)
-        with atomic_path(out_dir / REFERENCE_FILE) as tmp_ref, tmp_ref.open("wb") as fh:
-            np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test_y)
-    unsure = _calibrate_unsure(out_dir, staged, ds, model_path)
-    if unsure is not None:
-        log(f"    unsure threshold {unsure['threshold']:.3f} (flags {100 * unsure['flagged_fraction']:.1f}% "
-            f"of validation images; accuracy {100 * (unsure['accuracy_flagged'] or 0):.1f}% flagged vs "
-            f"{100 * (unsure['accuracy_not_flagged'] or 0):.1f}% not)")
+        for name in published:
+            write_bytes_atomic(out_dir / name, (tmp_dir / name).read_bytes())
     entries = [file_entry(out_dir, fmt, report, options.tolerance(fmt.precision)) for fmt, _, report in staged]
     manifest = build_manifest(
         out_dir, model_path, keras_accuracy, entries, options, data_sha256=ds.sha256, unsure=unsure
@@ -157,8 +162,12 @@ def export(
     return manifest
 
 
-def _calibrate_unsure(out_dir: Path, staged, ds, model_path: Path) -> dict | None:
-    """Calibrate on the validation split the model was selected on (rebuilt from its training record)."""
+def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None]) -> dict | None:
+    """Calibrate on the validation split the model was selected on, rebuilt from its training record.
+
+    Without the record that split is unknown, and calibrating on images the model trained on would
+    set the threshold too low; the manifest then records none and the runtime uses its default.
+    """
     import json
 
     from fmnist_edge.export.calibrate import unsure_threshold
@@ -166,18 +175,26 @@ def _calibrate_unsure(out_dir: Path, staged, ds, model_path: Path) -> dict | Non
     from fmnist_edge.runtime.formats import DEFAULT_FORMAT
     from fmnist_edge.train.train import TrainConfig, split
 
-    default = next((fmt for fmt, _, _ in staged if fmt.name == DEFAULT_FORMAT), None)
-    if default is None:
+    staged_default = next((path for fmt, path, _ in staged if fmt.name == DEFAULT_FORMAT), None)
+    if staged_default is None:
         return None
-    record_path = model_path.with_name(model_path.stem + ".training.json")
-    config = TrainConfig()
-    if record_path.is_file():
-        saved = json.loads(record_path.read_text())["config"]
-        config = TrainConfig(seed=saved["seed"], val_size=saved["val_size"], subset=saved.get("subset"))
+    record = model_path.parent / TRAINING_RECORD
+    if not record.is_file():
+        log(f"    no training record ({record.name}) beside the model: the unsure threshold is not calibrated")
+        return None
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))["config"]
+        config = TrainConfig(seed=int(saved["seed"]), val_size=int(saved["val_size"]), subset=saved.get("subset"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{record}: unreadable training record ({type(exc).__name__}: {exc})") from None
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
-    backend = load_backend(out_dir / default.filename)
+    backend = load_backend(staged_default)
     probs = softmax(run_scores(backend.run, val_x[..., None], 500).astype(np.float64))
-    return unsure_threshold(probs, val_y)
+    unsure = unsure_threshold(probs, val_y)
+    log(f"    unsure threshold {unsure['threshold']:.3f} (flags {100 * unsure['flagged_fraction']:.1f}% "
+        f"of validation images; accuracy {100 * (unsure['accuracy_flagged'] or 0):.1f}% flagged vs "
+        f"{100 * (unsure['accuracy_not_flagged'] or 0):.1f}% not)")
+    return unsure
 
 
 class _Steps:

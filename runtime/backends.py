@@ -57,8 +57,20 @@ def _load_tflite_interpreter(preferred: str | None):
             return name, importlib.import_module(TFLITE_INTERPRETERS[name]).Interpreter
         except ImportError:
             continue
-    wanted = preferred or "ai-edge-litert"
-    raise MissingExtraError(wanted if wanted != "litert" else "ai-edge-litert", "tflite")
+    if preferred == "tflite-runtime":
+        raise MissingExtraError("tflite-runtime", None, " (it needs numpy<2)")
+    raise MissingExtraError(
+        "ai-edge-litert", None,
+        ' (or tflite-runtime, with numpy<2); or run the ONNX model: pip install "fmnist-edge[onnx]" '
+        "and --backend onnxruntime",
+    )
+
+
+def cores() -> int:
+    """CPUs this process may run on (the affinity mask, which containers and taskset narrow): "all cores"."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class TFLiteBackend:
@@ -67,7 +79,7 @@ class TFLiteBackend:
     def __init__(self, path: Path, threads: int | None = None, interpreter: str | None = None) -> None:
         self.name, interpreter_cls = _load_tflite_interpreter(interpreter)
         try:
-            self._interp = interpreter_cls(model_path=str(path), num_threads=threads or os.cpu_count())
+            self._interp = interpreter_cls(model_path=str(path), num_threads=threads or cores())
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: not a valid TFLite model ({_first_line(exc)})") from None
         inp = self._interp.get_input_details()[0]
@@ -109,7 +121,7 @@ class OnnxBackend:
         except ImportError:
             raise MissingExtraError("onnxruntime", "onnx") from None
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0 lets onnxruntime use all cores
+        options.intra_op_num_threads = threads or cores()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
@@ -118,6 +130,9 @@ class OnnxBackend:
             raise ModelError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
         inp = self._session.get_inputs()[0]
         _check_input_shape(path, list(inp.shape))
+        out_shape = list(self._session.get_outputs()[0].shape)
+        if not out_shape or out_shape[-1] != NUM_CLASSES:
+            raise ModelError(f"{path}: model output shape {out_shape} is not [N, {NUM_CLASSES}]")
         self._input = inp.name
         self._dtype = np.uint8 if "uint8" in inp.type else np.float32
 
@@ -133,11 +148,16 @@ BACKEND_PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtim
 
 
 def load_backend(path: Path, threads: int | None = None, backend: str | None = None) -> Backend:
-    """Open a model file with the interpreter its suffix calls for (or the one named by `backend`)."""
+    """Open a model file with the interpreter its suffix calls for (or the one named by `backend`).
+
+    `threads` None means every core this process may use; `backend` None or "auto" picks by suffix.
+    """
     path = Path(path)
     kind = kind_of(path)
     if kind == "keras":
         raise ModelError(f"{path}: .keras models need TensorFlow; the runtime runs .tflite and .onnx")
+    if backend == "auto":
+        backend = None
     if backend is not None and backend not in BACKEND_NAMES:
         raise ModelError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKEND_NAMES)}")
     wants_onnx = backend == "onnxruntime"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -10,7 +11,7 @@ import numpy as np
 
 from fmnist_edge.runtime import manifest as manifests
 from fmnist_edge.runtime.backends import Backend, load_backend
-from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
+from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import CLASS_NAMES, IMAGE_SIZE
@@ -42,15 +43,22 @@ def default_model_path(backend: str | None = None) -> Path:
     """The bundled model: int8 TFLite, or int8 ONNX when onnxruntime is asked for."""
     directory = manifests.bundled_dir()
     manifest = manifests.load_manifest(directory)
-    name = by_name("onnx-int8").filename if backend == "onnxruntime" else manifest["default_model"]
+    name = by_name("onnx-int8").filename if backend == "onnxruntime" else manifest.get("default_model")
+    if name is None:
+        raise ModelError(
+            f"{directory / manifests.MANIFEST_FILE} names no default model (`fmnist-edge export --int8` "
+            "writes one); pass --model"
+        )
     return directory / name
 
 
 class Classifier:
     """Load a .tflite or .onnx model once, then classify images or prepared 28x28 pixel arrays.
 
-    The model's SHA-256 is checked against the manifest in its folder (the bundled one for the
-    default model), so a corrupted or swapped file is refused rather than silently trusted.
+    When the model's folder has a manifest (the bundled folder does), the model must be listed
+    there with the same SHA-256, so a corrupted, swapped or left-over file is refused rather than
+    silently trusted; an unreadable manifest is refused too. A model in a folder without a manifest
+    is run as it is.
     """
 
     def __init__(
@@ -78,7 +86,12 @@ class Classifier:
             raise ModelError(f"expected pixels of shape [N, 28, 28], got {list(pixels.shape)}")
         if len(pixels) == 0:
             return np.zeros((0, len(CLASS_NAMES)), dtype=np.float32)
-        pixels = pixels.astype(np.uint8, copy=False)
+        if pixels.dtype != np.uint8:
+            # A cast would turn 0..1 floats into all-black images and answer anyway: refuse instead.
+            if not np.issubdtype(pixels.dtype, np.integer) or pixels.min() < 0 or pixels.max() > 255:
+                raise ModelError(f"expected uint8 pixels 0..255, got {pixels.dtype} values "
+                                 f"{pixels.min()}..{pixels.max()}; scale 0..1 images by 255 and convert")
+            pixels = pixels.astype(np.uint8)
         scores = np.concatenate(
             [self.backend.run(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
         )
@@ -92,13 +105,15 @@ class Classifier:
             out.append(Prediction(index, CLASS_NAMES[index], confidence, probs, confidence < self.unsure_threshold))
         return out
 
-    def classify(self, images: list[ImageSource] | ImageSource) -> list[Prediction]:
-        """Photos or dataset images (paths, bytes or file objects) -> one Prediction each.
+    def classify(self, images: Sequence[ImageSource] | ImageSource) -> list[Prediction]:
+        """Photos or dataset images (paths, bytes or file objects; one, or a list or tuple) -> one
+        Prediction each.
 
-        Raises ImageError for the first image that cannot be read; the CLI uses `prepare` and
-        `predict` separately so that one bad file does not stop a batch.
+        Raises ImageError for the first image that cannot be read; the CLI preprocesses each file
+        itself and calls `predict`, so that one bad file does not stop a batch.
         """
-        items = images if isinstance(images, list) else [images]
+        single = isinstance(images, (str, Path, bytes)) or hasattr(images, "read")
+        items = [images] if single else list(images)
         if not items:
             return []
         pixels = np.stack([preprocess(item) for item in items])
@@ -108,7 +123,4 @@ class Classifier:
 def _manifest_beside(path: Path) -> dict | None:
     if not (path.parent / manifests.MANIFEST_FILE).is_file():
         return None
-    try:
-        return manifests.load_manifest(path.parent)
-    except FmnistEdgeError:
-        return None
+    return manifests.load_manifest(path.parent)  # unreadable: ModelError, not a silent skip of the check

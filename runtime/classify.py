@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.runtime.classifier import Classifier, Prediction
-from fmnist_edge.runtime.errors import ImageError
+from fmnist_edge.runtime.errors import FmnistEdgeError, ImageError
 from fmnist_edge.runtime.inputs import Input, expand
 from fmnist_edge.runtime.preprocess import preprocess
 
@@ -23,7 +23,9 @@ def run_classify(
     json_lines: bool = False,
     save_input: Path | None = None,
 ) -> int:
-    """Classify and print; returns the number of inputs that failed. Model errors raise."""
+    """Classify and print; returns the number of inputs that failed. Model and --save-input errors raise."""
+    if save_input is not None:
+        _writable_folder(save_input)
     classifier = Classifier(model, threads=threads, backend=backend)
     inputs = expand(paths)
     prepared: list[tuple[Input, np.ndarray]] = []
@@ -83,10 +85,16 @@ def _row(item: Input, pred: Prediction, top_k: int) -> str:
     return line
 
 
+def _writable_folder(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FmnistEdgeError(f"--save-input {directory}: cannot create the folder ({exc.strerror or exc})") from None
+
+
 def _save_inputs(directory: Path, prepared: list[tuple[Input, np.ndarray]]) -> None:
     from PIL import Image
 
-    directory.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
     for item, pixels in prepared:
         name = f"{Path(item.shown).stem}.png"
@@ -95,4 +103,7 @@ def _save_inputs(directory: Path, prepared: list[tuple[Input, np.ndarray]]) -> N
             n += 1
             name = f"{Path(item.shown).stem}-{n}.png"
         used.add(name)
-        Image.fromarray(pixels, "L").save(directory / name)
+        try:
+            Image.fromarray(pixels, "L").save(directory / name)
+        except OSError as exc:
+            raise FmnistEdgeError(f"--save-input {directory / name}: cannot write ({exc.strerror or exc})") from None

@@ -42,9 +42,9 @@ class ParityError(ExportError):
 
 
 class MissingExtraError(FmnistEdgeError):
-    def __init__(self, package: str, extra: str) -> None:
-        super().__init__(
-            f"{package} is not installed; this command needs it: pip install \"fmnist-edge[{extra}]\""
-        )
+    """Names the pip command: an extra of ours when there is one, else the package itself."""
+
+    def __init__(self, package: str, extra: str | None, alternatives: str = "") -> None:
+        install = f'pip install "fmnist-edge[{extra}]"' if extra else f"pip install {package}"
+        super().__init__(f"{package} is not installed; this command needs it: {install}{alternatives}")
         self.package = package
-        self.extra = extra

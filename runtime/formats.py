@@ -16,20 +16,16 @@ class Format:
     kind: str  # keras | tflite | onnx
     precision: str  # fp32 | int8
     filename: str
-    extra: str | None  # pip extra needed to run it; None means the base install
-
-    @property
-    def suffix(self) -> str:
-        return Path(self.filename).suffix
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("keras", "keras", "fp32", f"{MODEL_STEM}.keras", "train"),
-    Format("tflite-fp32", "tflite", "fp32", f"{MODEL_STEM}_fp32.tflite", None),
-    Format("tflite-int8", "tflite", "int8", f"{MODEL_STEM}_int8.tflite", None),
-    Format("onnx-fp32", "onnx", "fp32", f"{MODEL_STEM}_fp32.onnx", "onnx"),
-    Format("onnx-int8", "onnx", "int8", f"{MODEL_STEM}_int8.onnx", "onnx"),
+    Format("keras", "keras", "fp32", f"{MODEL_STEM}.keras"),
+    Format("tflite-fp32", "tflite", "fp32", f"{MODEL_STEM}_fp32.tflite"),
+    Format("tflite-int8", "tflite", "int8", f"{MODEL_STEM}_int8.tflite"),
+    Format("onnx-fp32", "onnx", "fp32", f"{MODEL_STEM}_fp32.onnx"),
+    Format("onnx-int8", "onnx", "int8", f"{MODEL_STEM}_int8.onnx"),
 )
+TRAINING_RECORD = f"{MODEL_STEM}.training.json"  # train writes it beside the .keras; export and evaluate find it there
 EXPORTED = tuple(f for f in FORMATS if f.kind != "keras")
 DEFAULT_FORMAT = "tflite-int8"
 

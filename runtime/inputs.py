@@ -18,22 +18,38 @@ class Input:
 
 def expand(args: list[str]) -> list[Input]:
     """Files are taken as given (so a text file named .png is tried and reported); folders yield
-    their image files (not recursive); a pattern that matches nothing is an error of its own."""
+    their image files (not recursive), whether named or matched by a pattern, and a pattern's
+    matching files are filtered to images the same way. Anything that yields no image is an
+    error of its own, so a run never ends "successfully" having classified nothing."""
     found: list[Input] = []
     for arg in args:
         path = Path(arg)
-        if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not images:
-                found.append(Input(arg, None, f"{arg}: folder has no image files"))
-            found.extend(Input(str(p), p) for p in images)
+        if not arg.strip():
+            found.append(Input(arg, None, '"": empty path (an unset variable in a script?)'))
+        elif path.is_dir():
+            found.extend(_folder(arg, path))
         elif path.exists():
             found.append(Input(arg, path))
         elif glob.has_magic(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
-                found.append(Input(arg, None, f"{arg}: pattern matches no files"))
-            found.extend(Input(m, Path(m)) for m in matches if Path(m).is_file())
+            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+            images = [Input(str(m), m) for m in matches if m.is_file() and _is_image_name(m)]
+            for folder in (m for m in matches if m.is_dir()):
+                images.extend(i for i in _folder(str(folder), folder) if i.error is None)
+            if not images:
+                what = "no image files" if matches else "no files"
+                found.append(Input(arg, None, f"{arg}: pattern matches {what}"))
+            found.extend(sorted(images, key=lambda i: i.shown))
         else:
             found.append(Input(arg, None, f"{arg}: no such file or folder"))
     return found
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _folder(shown: str, path: Path) -> list[Input]:
+    images = sorted(p for p in path.iterdir() if p.is_file() and _is_image_name(p))
+    if not images:
+        return [Input(shown, None, f"{shown}: folder has no image files")]
+    return [Input(str(p), p) for p in images]

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist_edge.runtime.backends import BACKEND_MODULES, BACKEND_NAMES, BACKEND_PACKAGES
+from fmnist_edge.runtime.backends import BACKEND_MODULES, BACKEND_NAMES, BACKEND_PACKAGES, cores
 
 INSTALL_HINT = {
     "litert": "pip install ai-edge-litert",
@@ -78,13 +78,6 @@ def cpu_model() -> str:
             if name.strip() == key and value.strip():
                 return value.strip()
     return platform.processor() or platform.machine() or "unknown"
-
-
-def cores() -> int:
-    """CPUs this process may run on (the affinity mask, which containers and taskset narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def memory_mb() -> tuple[float | None, float | None]:

@@ -44,10 +44,17 @@ def entry_for(manifest: dict, filename: str) -> dict | None:
 
 
 def verify(path: Path, manifest: dict) -> None:
-    """Refuse a model whose bytes differ from what the manifest records for its file name."""
+    """Refuse a model whose bytes differ from what the manifest beside it records, or that it does not list.
+
+    An unlisted file in a folder with a manifest is a leftover (say an int8 model from before a
+    float-only re-export): running it would pair a stale model with the manifest's threshold.
+    """
     entry = entry_for(manifest, Path(path).name)
     if entry is None:
-        return
+        raise ModelError(
+            f"{path}: not listed in the {MANIFEST_FILE} beside it (left over from an earlier export?); "
+            "re-export, or move the model to a folder of its own"
+        )
     actual = sha256_file(path)
     if actual != entry["sha256"]:
         raise ModelError(

@@ -16,7 +16,8 @@ instead of across the bin edges of all three channels. The mask is then cleaned 
 only the largest blob kept) and checked for plausibility before the item is cropped, negated and
 contrast-stretched, and it is placed on the canvas exactly as the dataset places its items.
 Dataset-like inputs (any 28x28 image) pass through unchanged, so the device sees exactly what
-training saw.
+training saw; a dataset-style picture at another size (gray, black border) is trimmed and resized
+but not negated a second time.
 
 Only numpy and Pillow are used, and the segmentation runs on a ~96 px copy, so a 12 MP photo
 costs about 32 ms on one x86 core here (11-13 ms median over the 36 shared photos; not timed on a Pi).
@@ -46,6 +47,7 @@ BORDER_BAND = 0.06  # fraction of the short side taken as the first background s
 CENTRE_RADIUS = 0.3  # half-axes of the central ellipse (fraction of each side) taken as the first item sample
 REFINE_PASSES = 3  # re-learn both colour models from the previous mask this many times
 SCORE_RADIUS = 2  # px at SEG_SIZE: average the per-pixel evidence over a 5x5 box before deciding
+BLACK, GRAY_SPREAD = 16, 12  # what counts as a black border and a colourless picture (is_light_on_black)
 MASK_MIN, MASK_MAX = 0.03, 0.97  # a mask covering less or more of the frame is not an item; use the frame
 
 
@@ -117,6 +119,23 @@ def is_dataset_like(gray: np.ndarray) -> bool:
     return gray.shape == (IMAGE_SIZE, IMAGE_SIZE)
 
 
+def is_light_on_black(rgb: np.ndarray) -> bool:
+    """A dataset-style picture at another size (an enlarged test image, a screenshot): gray, with a
+    black border all round. It is already light on dark, so it is not negated again.
+
+    No photo of a garment is like that: floors, beds and walls are neither pure black nor free of
+    colour noise. Pure black means luma <= BLACK (JPEG leaves a few levels), gray means every
+    channel within GRAY_SPREAD of the others.
+    """
+    rgb = rgb.astype(np.int16)
+    h, w, _ = rgb.shape
+    band = max(1, round(BORDER_BAND * min(h, w)))
+    border = np.concatenate([rgb[:band].reshape(-1, 3), rgb[-band:].reshape(-1, 3),
+                             rgb[:, :band].reshape(-1, 3), rgb[:, -band:].reshape(-1, 3)])
+    gray = (rgb.max(axis=2) - rgb.min(axis=2) <= GRAY_SPREAD).mean() >= 0.99
+    return bool(gray and (border.max(axis=1) <= BLACK).mean() >= 0.75)  # the item may touch two sides
+
+
 def to_model_input(image: Image.Image) -> np.ndarray:
     """A decoded image -> uint8 [28, 28], light item on a black background."""
     if image.size == (IMAGE_SIZE, IMAGE_SIZE):  # only then can it be dataset-like; skip converting big photos
@@ -126,6 +145,7 @@ def to_model_input(image: Image.Image) -> np.ndarray:
 
     work = image.convert("RGB")
     work.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.LANCZOS)
+    light_on_black = is_light_on_black(np.asarray(work))
     small = work.copy()
     small.thumbnail((SEG_SIZE, SEG_SIZE), Image.Resampling.BOX)
     found = _foreground(np.asarray(small, dtype=np.float32))
@@ -138,7 +158,9 @@ def to_model_input(image: Image.Image) -> np.ndarray:
     soft, mask = soft[top:bottom, left:right], mask[top:bottom, left:right]
 
     gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    item = (255.0 - gray) * soft  # negate; the background goes to black
+    if not light_on_black:
+        gray = 255.0 - gray  # negate, as the dataset was made
+    item = gray * soft  # the background goes to black
     item = _stretch(item, mask)
 
     h, w = item.shape

@@ -26,7 +26,7 @@ from fmnist_edge.runtime.bench_report import markdown, rich_table
 from fmnist_edge.runtime.doctor import known_problems
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
-from fmnist_edge.runtime.manifest import bundled_dir
+from fmnist_edge.runtime.manifest import bundled_dir, sha256_file
 from fmnist_edge.runtime.spec import NUM_CLASSES
 
 ARTIFACTS = bundled_dir()
@@ -194,7 +194,8 @@ def test_export_writes_golden_data_that_selftest_accepts(tmp_path: Path) -> None
     assert len(golden) == 100 and np.bincount(golden.labels).tolist() == [10] * NUM_CLASSES
     np.testing.assert_array_equal(golden.indices, golden_indices(labels))
     np.testing.assert_array_equal(golden.scores, load_backend(INT8_TFLITE, threads=1).run(golden.images[..., None]))
-    assert golden_entry(tmp_path)["images"] == 100
+    assert golden_entry(tmp_path, sha256_file(INT8_TFLITE))["images"] == 100
+    assert golden_entry(tmp_path, "0" * 64) is None  # recorded from another model: not listed
     result = run("selftest", "--golden", path, "--model", INT8_TFLITE)
     assert result.exit_code == 0 and result.stdout.startswith("selftest ok: 100/100 top-1"), result.output
 

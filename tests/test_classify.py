@@ -236,6 +236,12 @@ def _no_match(d: Path) -> str:
     return "holiday/*.jpg"
 
 
+def _only_text_matches(d: Path) -> str:
+    (d / "notes").mkdir()
+    (d / "notes" / "todo.txt").write_text("not an image\n")
+    return "notes/*"
+
+
 BAD_INPUTS = {
     # name: (make the input, words the error line must contain)
     "nonexistent-path": (_missing, "no such file"),
@@ -251,6 +257,7 @@ BAD_INPUTS = {
     "1x1-image": (_tiny, "too small"),
     "4000x8-image": (_strip, "too elongated"),
     "glob-matching-nothing": (_no_match, "matches no files"),
+    "glob-matching-only-text-files": (_only_text_matches, "matches no image files"),
 }
 
 
@@ -268,6 +275,14 @@ def test_a_bad_input_gets_one_error_line_and_the_good_one_is_still_classified(
     assert line.startswith(f"error: {bad}: "), line  # names the input exactly as given
     assert words in line, line
     assert "Traceback" not in result.stderr
+
+
+def test_an_empty_argument_is_an_error_not_the_current_folder(photo: str, workdir: Path) -> None:
+    # `fmnist-edge classify "$PHOTO"` with PHOTO unset: Path("") would mean ".", every image here.
+    result = classify("", photo)
+    assert result.exit_code == 1
+    assert len(rows(result.stdout)) == 1
+    assert error_lines(result.stderr) == ['error: "": empty path (an unset variable in a script?)']
 
 
 def test_the_real_process_prints_only_the_error_lines(photo: str, workdir: Path) -> None:
@@ -402,8 +417,10 @@ def test_a_backend_that_cannot_run_the_model_is_a_usage_error(photo: str) -> Non
         ["--threads", "0", "x.png"],
         ["--no-such-option", "x.png"],
         ["--save-input", "a-file.txt", "x.png"],  # a file where a folder belongs
+        ["--save-input", "a-file.txt/seen", "x.png"],  # ... or on the way to one
     ],
-    ids=["no-inputs", "top-k-0", "top-k-11", "threads-0", "unknown-option", "save-input-is-a-file"],
+    ids=["no-inputs", "top-k-0", "top-k-11", "threads-0", "unknown-option", "save-input-is-a-file",
+         "save-input-under-a-file"],
 )
 def test_usage_errors_exit_2(args: list[str], workdir: Path) -> None:
     garment(workdir / "x.png")
@@ -620,6 +637,19 @@ def test_a_glob_expands_to_its_matches_in_sorted_order(folder: Path) -> None:
     result = classify("--json", "wardrobe/*.png")
     assert result.exit_code == 0, result.stderr
     assert [obj["path"] for obj in json_lines(result.stdout)] == ["wardrobe/c.png", "wardrobe/d.png"]
+
+
+def test_a_glob_matches_images_only_and_expands_the_folders_it_matches(folder: Path) -> None:
+    # As the shell would pass them: notes.txt is not an image; nested/ is a folder, so its images.
+    result = classify("--json", "wardrobe/*")
+    assert result.exit_code == 0, result.stderr
+    assert [obj["path"] for obj in json_lines(result.stdout)] == [
+        "wardrobe/a.jpg",
+        "wardrobe/b.gif",
+        "wardrobe/c.png",
+        "wardrobe/d.png",
+        "wardrobe/nested/e.png",
+    ]
 
 
 def test_a_glob_matching_nothing_is_an_error_line(folder: Path) -> None:

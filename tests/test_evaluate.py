@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -38,14 +39,49 @@ def test_evaluate_missing_model_is_one_line(tmp_path: Path) -> None:
     assert "not found" in result.output and "Traceback" not in result.output
 
 
-def test_evaluate_photos_counts_hits_per_class(tmp_path: Path) -> None:
+def photo_folder(tmp_path: Path, labels_csv: str, encoding: str = "utf-8") -> Path:
     for name in ("photo_tshirt.jpg", "photo_ankle_boot.jpg"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
-    (tmp_path / "labels.csv").write_text("file,label\nphoto_tshirt.jpg,0\nphoto_ankle_boot.jpg,9\n")
-    result = CliRunner().invoke(app, ["evaluate-photos", str(tmp_path)])
+    (tmp_path / "labels.csv").write_text(labels_csv, encoding=encoding)
+    return tmp_path
+
+
+def summary(output: str) -> tuple[dict[str, tuple[int, int]], int, int]:
+    """({class: (hits, photos)}, hits, photos) from the last two lines evaluate-photos prints."""
+    per_class = re.search(r"^per class: (.*)$", output, re.M).group(1)
+    counts = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"([A-Za-z/ -]+?) (\d+)/(\d+)(?:, |$)", per_class)}
+    hits, total = re.search(r"^top-1 on \d+ photos: (\d+)/(\d+) = ", output, re.M).groups()
+    return counts, int(hits), int(total)
+
+
+def test_evaluate_photos_counts_hits_per_class(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path, "file,label\nphoto_tshirt.jpg,0\nphoto_ankle_boot.jpg,9\n")
+    result = CliRunner().invoke(app, ["evaluate-photos", str(folder)])
     assert result.exit_code == 0, result.output
-    assert "top-1 on 2 photos:" in result.output
-    assert "T-shirt/top" in result.output and "Ankle boot" in result.output
+    counts, hits, total = summary(result.stdout)
+    assert set(counts) == {"T-shirt/top", "Ankle boot"} and total == 2
+    assert all(n == 1 for _, n in counts.values())
+    assert hits == sum(h for h, _ in counts.values())
+    assert hits == sum(line.startswith("ok ") for line in result.stdout.splitlines())
+
+
+def test_evaluate_photos_reads_spreadsheet_csv_and_reports_an_unreadable_photo(tmp_path: Path) -> None:
+    # Saved by a spreadsheet: byte-order mark, class names instead of indices; one photo is missing.
+    labels = "file,class_name\nphoto_tshirt.jpg,T-shirt/top\nphoto_ankle_boot.jpg,Ankle boot\ngone.jpg,Bag\n"
+    folder = photo_folder(tmp_path, labels, encoding="utf-8-sig")
+    result = CliRunner().invoke(app, ["evaluate-photos", str(folder)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == ["error: gone.jpg: no such file"]
+    _, _, total = summary(result.stdout)
+    assert total == 2 and "1 could not be read" in result.stdout
+
+
+@pytest.mark.parametrize("row", ["missing.jpg", "missing.jpg,", ",3"], ids=["no-comma", "no-label", "no-file"])
+def test_evaluate_photos_names_the_bad_row_of_a_labels_file(row: str, tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path, f"file,label\nphoto_tshirt.jpg,0\n{row}\n")
+    result = CliRunner().invoke(app, ["evaluate-photos", str(folder)])
+    assert result.exit_code == 2
+    assert "labels.csv:3:" in result.stderr and "Traceback" not in result.output
 
 
 def test_evaluate_photos_rejects_a_bad_labels_file(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ crop) and random erasing. Rotation and shear hurt on this data, so they are abse
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,9 +18,6 @@ class AugmentConfig:
     erase_prob: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.25)  # fraction of the image
     erase_aspect: tuple[float, float] = (0.3, 3.3)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def augment_batch(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:

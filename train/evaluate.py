@@ -16,7 +16,7 @@ import numpy as np
 from fmnist_edge.runtime.atomic import write_text_atomic
 from fmnist_edge.runtime.backends import Backend, load_backend
 from fmnist_edge.runtime.errors import ModelError
-from fmnist_edge.runtime.formats import MODEL_STEM, kind_of
+from fmnist_edge.runtime.formats import TRAINING_RECORD, kind_of
 from fmnist_edge.runtime.spec import CLASS_NAMES, NUM_CLASSES
 from fmnist_edge.train import data as fmnist_data
 
@@ -111,5 +111,5 @@ def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: 
 
 def _training_record_for(model_path: Path) -> Path | None:
     """Exported models sit beside the Keras model they came from, and its training record."""
-    candidate = model_path.parent / f"{MODEL_STEM}.training.json"
+    candidate = model_path.parent / TRAINING_RECORD
     return candidate if candidate.is_file() else None

@@ -2,12 +2,12 @@
 
 Only Conv2D, BatchNormalization, ReLU, MaxPooling, GlobalAveragePooling, Dropout and Dense are
 used, so every converter handles the graph without custom ops. The shape lives in ModelConfig,
-which is saved in the training record so the model can be rebuilt from it.
+which the training record saves with the rest of the configuration.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
 
@@ -20,14 +20,6 @@ class ModelConfig:
 
     stages: tuple[tuple[int, ...], ...] = field(default=((32,), (64, 64), (128, 128, 128)))
     dropout: float = 0.2
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> ModelConfig:
-        stages = tuple(tuple(int(c) for c in s) for s in data["stages"])  # type: ignore[union-attr]
-        return cls(stages=stages, dropout=float(data["dropout"]))  # type: ignore[arg-type]
 
 
 def build_model(config: ModelConfig = ModelConfig(), name: str = "fmnist_cnn"):

@@ -17,14 +17,16 @@ import numpy as np
 
 from fmnist_edge.runtime.atomic import atomic_path, write_text_atomic
 from fmnist_edge.runtime.errors import FmnistEdgeError
+from fmnist_edge.runtime.formats import TRAINING_RECORD, by_name
 from fmnist_edge.runtime.machine import peak_rss_mb
+from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig, augment_batch
 from fmnist_edge.train.model import PARAM_LIMIT, ModelConfig, build_model, count_macs
 from fmnist_edge.train.provenance import git_commit, versions
 
-MODEL_FILE = "fmnist_cnn.keras"
-RECORD_FILE = "fmnist_cnn.training.json"
+MODEL_FILE = by_name("keras").filename
+RECORD_FILE = TRAINING_RECORD
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def train(cfg: TrainConfig, out_dir: Path, data_dir: Path | None = None, force: 
     val_x, val_y = x_val[..., None].astype("float32"), _one_hot(y_val)
 
     record: dict = {
-        "config": _jsonable(asdict(cfg)),
+        "config": asdict(cfg),
         "seed": cfg.seed,
         "params": params,
         "macs_per_image": macs,
@@ -174,18 +176,10 @@ def train(cfg: TrainConfig, out_dir: Path, data_dir: Path | None = None, force: 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
     # One-hot targets so the loss can apply label smoothing.
-    return np.eye(10, dtype="float32")[labels]
+    return np.eye(NUM_CLASSES, dtype="float32")[labels]
 
 
 def _write_record(record: dict, path: Path, started: float) -> None:
     record["wall_seconds"] = round(time.time() - started, 1)
     record["peak_rss_mb"] = round(peak_rss_mb(), 1)
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
