@@ -13,6 +13,7 @@ import typer
 
 from fmnist_edge.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, classify_exit_code
 from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
+from fmnist_edge.runtime.formats import by_name
 
 app = typer.Typer(
     name="fmnist-edge",
@@ -20,7 +21,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # reflow docstring paragraphs to the terminal width
 )
+
+TRAIN_OUT = Path("runs/train")  # where `train` writes by default, so `export` finds it there by default
+TRAINED_MODEL = TRAIN_OUT / by_name("keras").filename
 
 DataDir = Annotated[
     Path | None,
@@ -69,9 +74,7 @@ def data(data_dir: DataDir = None) -> None:
 def train(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = Path(
-        "runs/train"
-    ),
+    out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = TRAIN_OUT,
     subset: Annotated[
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
@@ -102,7 +105,9 @@ def train(
 
 @app.command("export")
 def export_cmd(
-    model: Annotated[Path, typer.Argument(help="Trained Keras model.")] = Path("artifacts/fmnist_cnn.keras"),
+    model: Annotated[
+        Path, typer.Argument(help="Trained Keras model; its training record is read from beside it.")
+    ] = TRAINED_MODEL,
     int8: Annotated[bool, typer.Option("--int8", help="Also write full-integer int8 TFLite and ONNX.")] = False,
     formats: Annotated[str, typer.Option(help="Comma-separated: tflite, onnx.")] = "tflite,onnx",
     out: Annotated[Path | None, typer.Option(help="Output folder.", show_default="the model's folder")] = None,
@@ -115,8 +120,9 @@ def export_cmd(
 
     Each model is checked on the 10k test images against the Keras model before anything is
     written: float formats must agree on every top-1 within 1e-3, int8 models must stay within
-    0.3 pp of the Keras accuracy and agree on >= 99% of top-1 predictions. Writes
-    artifacts/manifest.json with sizes, SHA-256 and the measured figures.
+    0.3 pp of the Keras accuracy and agree on >= 99% of top-1 predictions. Writes manifest.json
+    beside the models, with sizes, SHA-256 and the measured figures. The shipped models were made
+    with `fmnist-edge export artifacts/fmnist_cnn.keras --int8 --force --out artifacts`.
     """
     try:
         require("tensorflow", "tensorflow", "train")
@@ -170,8 +176,8 @@ Runs the bundled int8 TFLite model unless --model says otherwise. Photos are tri
 item, resized and inverted as Fashion-MNIST was made; 28x28 light-on-dark images pass unchanged.
 Results below the manifest's confidence threshold are flagged "unsure".
 
-Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, or an
-{"path", "error"} object with --json); 2 usage error (bad option, missing or corrupt model).
+Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
+--json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model).
 """
 
 
@@ -248,7 +254,7 @@ can run it: .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on onnx
 thread and with all cores; at batch 1, 32 and 256. Each row is timed after a warm-up, over up to
 1000 calls or --budget seconds, whichever comes first; p50/p90/p99 are per call, and images/s is
 batch / p50. Peak RSS is the bench process's peak (VmHWM) when the row was measured, so it only
-grows down the table. The default run (4 models) took 25 s on an idle 2-core x86 machine.
+grows down the table. The default run takes about half a minute on a 2-core x86 machine.
 
 --accuracy adds accuracy on the full 10k test set (needs the Fashion-MNIST files).
 When TensorFlow is installed and the float Keras model sits beside the bundled models (a source

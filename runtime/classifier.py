@@ -123,4 +123,7 @@ class Classifier:
 def _manifest_beside(path: Path) -> dict | None:
     if not (path.parent / manifests.MANIFEST_FILE).is_file():
         return None
-    return manifests.load_manifest(path.parent)  # unreadable: ModelError, not a silent skip of the check
+    try:
+        return manifests.load_manifest(path.parent)
+    except ModelError as exc:  # refused, not a silent skip of the check
+        raise ModelError(f"{path}: cannot be checked: {exc}") from None

@@ -23,6 +23,7 @@ from fmnist_edge.runtime.backends import BACKEND_KIND, load_backend
 from fmnist_edge.runtime.errors import FmnistEdgeError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE
+from fmnist_edge.runtime.spec import INPUT_SHAPE
 
 ARM32 = ("armv7l", "armv6l", "armv8l", "armhf", "arm")
 ARM64 = ("aarch64", "arm64")
@@ -117,7 +118,7 @@ def check_model(directory: Path, manifest: dict | None, filename: str, backend: 
 
         t0 = time.perf_counter()
         loaded = load_backend(path, threads=1, backend=backend)
-        loaded.run(np.zeros((1, 28, 28, 1), dtype=np.uint8))
+        loaded.run(np.zeros((1, *INPUT_SHAPE), dtype=np.uint8))
     except FmnistEdgeError as exc:
         return f"{described}; fails on {backend}: {exc}", False
     return f"{described}, runs on {backend} ({1e3 * (time.perf_counter() - t0):.0f} ms to load and run)", True

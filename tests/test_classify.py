@@ -340,29 +340,52 @@ def _tampered(d: Path) -> Path:
     return model
 
 
-def _wrong_input_shape(d: Path) -> Path:
-    """A valid ONNX classifier with ten outputs, but for 32x32 images."""
+def _onnx_classifier(path: Path, side: int, classes: int) -> Path:
+    """A valid ONNX model: float [N, side, side, 1] -> [N, classes] (average-pooled rows, then a matmul)."""
     onnx = pytest.importorskip("onnx", reason="needs onnx to build the test model")
     pytest.importorskip("onnxruntime", reason="needs the [onnx] extra")
     from onnx import TensorProto, helper
 
-    weights = helper.make_tensor("w", TensorProto.FLOAT, [32, 10], np.zeros(320, np.float32))
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [side, classes], np.zeros(side * classes, np.float32))
     graph = helper.make_graph(
         [
-            helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),  # [N,32,32,1] -> [N,32,1,1]
+            helper.make_node("GlobalAveragePool", ["x"], ["pooled"]),  # [N,side,side,1] -> [N,side,1,1]
             helper.make_node("Flatten", ["pooled"], ["flat"]),
             helper.make_node("MatMul", ["flat", "w"], ["logits"]),
         ],
-        "wrong_input",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32, 32, 1])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        "test_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", side, side, 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         initializer=[weights],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
-    path = d / "cifar_shaped.onnx"
     onnx.save(model, path)
     return path
+
+
+def _wrong_input_shape(d: Path) -> Path:
+    return _onnx_classifier(d / "cifar_shaped.onnx", side=32, classes=10)
+
+
+def _wrong_output_shape(d: Path) -> Path:
+    # Without the check, argmax over 12 scores would index past the ten class names.
+    return _onnx_classifier(d / "twelve_classes.onnx", side=28, classes=12)
+
+
+def _unlisted(d: Path) -> Path:
+    """A model beside the bundled manifest that does not list it: a leftover of an earlier export."""
+    folder = d / "artifacts"
+    folder.mkdir()
+    shutil.copy(bundled_dir() / MANIFEST_FILE, folder)
+    return Path(shutil.copy(bundled_dir() / by_name("tflite-int8").filename, folder / "old_int8.tflite"))
+
+
+def _unreadable_manifest(d: Path) -> Path:
+    folder = d / "artifacts"
+    folder.mkdir()
+    (folder / MANIFEST_FILE).write_text('{"models": [')  # cut short
+    return Path(shutil.copy(bundled_dir() / by_name("tflite-int8").filename, folder))
 
 
 def _keras(d: Path) -> Path:
@@ -383,6 +406,9 @@ BAD_MODELS = {
     "random-bytes-onnx": (_random_onnx, "not a valid ONNX model"),
     "sha256-mismatch": (_tampered, "SHA-256"),
     "wrong-input-shape": (_wrong_input_shape, "input shape"),
+    "wrong-output-shape": (_wrong_output_shape, "output shape"),
+    "not-in-the-manifest-beside-it": (_unlisted, "not listed"),
+    "unreadable-manifest-beside-it": (_unreadable_manifest, "unreadable manifest"),
     "keras-model": (_keras, "TensorFlow"),
     "unknown-suffix": (_unknown_suffix, "unknown model type"),
 }

@@ -174,3 +174,49 @@ def test_failed_parity_leaves_previous_artifacts_intact(smoke_run: Path, smoke_e
     with pytest.raises(ParityError):
         export(smoke_run / "fmnist_cnn.keras", out, options, log=lambda _: None)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+# --- the manifest after a partial re-export ------------------------------------------------------
+
+
+def previous_export(out: Path, source_sha256: str) -> None:
+    """An earlier int8 export in `out`: the shipped int8 TFLite, its golden data and a manifest for them."""
+    import shutil
+
+    reference = MANIFEST["reference_logits"]["file"]
+    for name in ("fmnist_cnn_int8.tflite", "fmnist_cnn_fp32.tflite", "golden.npz", reference):
+        shutil.copy(ARTIFACTS / name, out / name)
+    previous = {**MANIFEST, "source": {**MANIFEST["source"], "sha256": source_sha256}}
+    previous["models"] = [m for m in MANIFEST["models"] if m["file"] == "fmnist_cnn_int8.tflite"]
+    (out / "manifest.json").write_text(json.dumps(previous))
+
+
+@pytest.mark.parametrize("same_source", [True, False], ids=["same-keras-model", "new-keras-model"])
+def test_a_float_only_reexport_keeps_int8_derived_entries_only_for_the_same_model(
+    same_source: bool, tmp_path: Path
+) -> None:
+    from fmnist_edge.export.manifest import build_manifest
+    from fmnist_edge.export.pipeline import ExportOptions
+    from fmnist_edge.runtime import Classifier, ModelError
+
+    keras_file = tmp_path / "fmnist_cnn.keras"
+    keras_file.write_bytes(b"stands in for the Keras model; only its hash matters here")
+    previous_export(tmp_path, sha256_file(keras_file) if same_source else "0" * 64)
+    fp32 = next(m for m in MANIFEST["models"] if m["file"] == "fmnist_cnn_fp32.tflite")
+
+    manifest = build_manifest(tmp_path, keras_file, 0.94, [fp32], ExportOptions(), data_sha256={})
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+    listed = {m["file"] for m in manifest["models"]}
+    if same_source:  # the int8 model and what was derived from it still belong to this Keras model
+        assert listed == {"fmnist_cnn_fp32.tflite", "fmnist_cnn_int8.tflite"}
+        assert manifest["default_model"] == "fmnist_cnn_int8.tflite"
+        assert manifest["unsure_threshold"] == MANIFEST["unsure_threshold"]
+        assert manifest["golden"]["sha256"] == sha256_file(tmp_path / "golden.npz")
+        Classifier(tmp_path / "fmnist_cnn_int8.tflite")
+    else:  # the old int8 file is a leftover: not listed, not the default, and refused if named
+        assert listed == {"fmnist_cnn_fp32.tflite"}
+        assert manifest["default_model"] is None
+        assert manifest["unsure_threshold"] is None and manifest["golden"] is None
+        with pytest.raises(ModelError, match="not listed"):
+            Classifier(tmp_path / "fmnist_cnn_int8.tflite")

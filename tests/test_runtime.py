@@ -140,6 +140,27 @@ def test_predict_refuses_pixels_of_the_wrong_size(classifier: Classifier) -> Non
         classifier.predict(np.zeros((1, 32, 32), np.uint8))
 
 
+def test_predict_refuses_float_pixels_instead_of_casting_them(classifier: Classifier, test_images: np.ndarray) -> None:
+    # Pixels scaled to 0..1 would cast to an all-black batch and still get confident answers.
+    with pytest.raises(ModelError, match=r"uint8 pixels 0\.\.255"):
+        classifier.predict(test_images[:2] / 255.0)
+    with pytest.raises(ModelError, match=r"uint8 pixels 0\.\.255"):
+        classifier.predict(test_images[:2].astype(np.int16) - 1)
+    wide = test_images[:2].astype(np.int64)  # integers within 0..255 are fine
+    np.testing.assert_array_equal(classifier.predict(wide), classifier.predict(test_images[:2]))
+
+
+def test_classify_takes_a_tuple_like_a_list(classifier: Classifier, photo: Path) -> None:
+    by_tuple = classifier.classify((photo, photo))
+    by_list = classifier.classify([photo, photo])
+    assert len(by_tuple) == 2
+    np.testing.assert_array_equal(by_tuple[0].probabilities, by_list[0].probabilities)
+
+
+def test_backend_auto_means_by_file_type() -> None:
+    assert Classifier(backend="auto").backend.name in TFLITE_INTERPRETERS
+
+
 def test_an_unreadable_image_raises_image_error_naming_it(classifier: Classifier, tmp_path: Path) -> None:
     text = tmp_path / "notes.png"
     text.write_text("not a picture\n")
