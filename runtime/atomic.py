@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written artifact under the real name."""
+"""Atomic file writes: a crash, Ctrl-C or power cut never leaves a half-written artifact under the real name."""
 
 from __future__ import annotations
 
@@ -25,9 +25,18 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         # mkstemp creates 0600; give the artifact the mode a plain open() would (0666 minus umask).
         os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)  # the bytes reach the disk before the name does: a power cut leaves old or new
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
