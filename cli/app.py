@@ -200,8 +200,8 @@ def classify(
         typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
     ] = None,
 ) -> None:
-    raise typer.Exit(classify_exit_code(paths, model=model, backend=None if backend == "auto" else backend,
-                                        threads=threads, top_k=top_k, json_lines=json_lines, save_input=save_input))
+    raise typer.Exit(classify_exit_code(paths, model=model, backend=backend, threads=threads, top_k=top_k,
+                                        json_lines=json_lines, save_input=save_input))
 
 
 @app.command("evaluate-photos")
@@ -392,7 +392,7 @@ def selftest(
     from fmnist_edge.runtime.selftest import run_selftest
 
     try:
-        result = run_selftest(model, golden, backend=None if backend == "auto" else backend, threads=threads)
+        result = run_selftest(model, golden, backend=backend, threads=threads)
     except MissingGoldenError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     except FmnistEdgeError as exc:

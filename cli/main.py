@@ -9,27 +9,19 @@ the typer app in app.py. Both routes run `classify_exit_code`, so their output c
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def classify_exit_code(
-    paths: list[str],
-    model: Path | None = None,
-    backend: str | None = None,
-    threads: int | None = None,
-    top_k: int = 1,
-    json_lines: bool = False,
-    save_input: Path | None = None,
-) -> int:
-    """Run classify; a model problem is a usage error (one line, exit 2), a bad input exit 1."""
+def classify_exit_code(paths: list[str], **options: Any) -> int:
+    """Run classify (`options` are run_classify's); a model problem is a usage error (one line,
+    exit 2), a bad input exit 1."""
     from fmnist_edge.runtime.classify import run_classify
     from fmnist_edge.runtime.errors import FmnistEdgeError
 
     try:
-        failed = run_classify(paths, model=model, backend=backend, threads=threads, top_k=top_k,
-                              json_lines=json_lines, save_input=save_input)
+        failed = run_classify(paths, **options)
     except FmnistEdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
