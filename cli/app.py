@@ -140,10 +140,16 @@ def export_cmd(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx model.")],
     out: Annotated[
-        Path | None, typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>")
+        Path | None,
+        typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>[-mirror-average]"),
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG report images.")] = True,
+    mirror_average: Annotated[
+        bool,
+        typer.Option(help="Average each image's probabilities with its mirror image's, as classify does; "
+                     "without it, the model's own accuracy (the figure the manifest's parity checks use)."),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files."""
@@ -156,11 +162,15 @@ def evaluate(
             require("matplotlib", "matplotlib", "train")
         from fmnist_edge.train.evaluate import run
 
-        out_dir = out or model.parent / "report" / model.stem
-        result = run(model, out_dir, data_dir=data_dir, threads=threads, plots=plots)
+        out_dir = out or model.parent / "report" / (model.stem + ("-mirror-average" if mirror_average else ""))
+        result = run(model, out_dir, data_dir=data_dir, threads=threads, plots=plots, mirror_average=mirror_average)
     except FmnistEdgeError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"{model}: test accuracy {100 * result.accuracy:.2f}% on {int(result.confusion.sum())} images")
+    how = ", averaged with mirror images as classify does" if mirror_average else ""
+    typer.echo(f"{model}: test accuracy {100 * result.accuracy:.2f}% on {int(result.confusion.sum())} images{how}")
+    if result.mirror_disagreement is not None:
+        typer.echo(f"  without averaging, mirroring an image changes the model's answer for "
+                   f"{100 * result.mirror_disagreement:.2f}% of them")
     typer.echo(f"  {'class':<12} {'precision':>9} {'recall':>7} {'F1':>7}")
     for name, p, r, f in zip(CLASS_NAMES, result.precision, result.recall, result.f1, strict=True):
         typer.echo(f"  {name:<12} {p:>9.4f} {r:>7.4f} {f:>7.4f}")
@@ -174,7 +184,9 @@ CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their imag
 
 Runs the bundled int8 TFLite model unless --model says otherwise. Photos are trimmed to the
 item, resized and inverted as Fashion-MNIST was made; 28x28 light-on-dark images pass unchanged.
-Results below the manifest's confidence threshold are flagged "unsure".
+Each answer averages the image's and its mirror image's probabilities, so a shoe pointing left
+gets the same answer as one pointing right. Results below the manifest's confidence threshold
+are flagged "unsure".
 
 Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
 --json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model).

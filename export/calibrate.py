@@ -2,8 +2,10 @@
 
 Rule: the threshold is the highest top-1 probability below which the shipped model is right at
 most UNSURE_TARGET of the time on the validation split (5k training images held out from
-training, never the test set). Above it, answers are much more reliable; below it, the user
-should look twice. The figures that justify it are stored next to it in the manifest.
+training, never the test set). The probabilities are classify's own, averaged with the mirror
+image's (runtime.classifier.mirror_averaged), so the threshold means the same there. Above it,
+answers are much more reliable; below it, the user should look twice. The figures that justify
+it are stored next to it in the manifest.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def unsure_threshold(probabilities: np.ndarray, labels: np.ndarray, target: floa
     flagged = confidence < threshold
     return {
         "threshold": round(threshold, 4),
-        "rule": f"highest top-1 probability below which validation accuracy is <= {target:.0%}",
+        "rule": f"highest mirror-averaged top-1 probability below which validation accuracy is <= {target:.0%}",
         "validation_images": len(labels),
         "flagged_fraction": round(float(flagged.mean()), 4),
         "accuracy_flagged": round(float(correct[flagged].mean()), 4) if flagged.any() else None,

@@ -171,7 +171,7 @@ def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None]) 
     import json
 
     from fmnist_edge.export.calibrate import unsure_threshold
-    from fmnist_edge.runtime.classifier import softmax
+    from fmnist_edge.runtime.classifier import mirror_averaged
     from fmnist_edge.runtime.formats import DEFAULT_FORMAT
     from fmnist_edge.train.train import TrainConfig, split
 
@@ -189,7 +189,7 @@ def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None]) 
         raise ExportError(f"{record}: unreadable training record ({type(exc).__name__}: {exc})") from None
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
     backend = load_backend(staged_default)
-    probs = softmax(run_scores(backend.run, val_x[..., None], 500).astype(np.float64))
+    probs = mirror_averaged(backend.run, val_x[..., None], 500)  # what classify's confidence is
     unsure = unsure_threshold(probs, val_y)
     log(f"    unsure threshold {unsure['threshold']:.3f} (flags {100 * unsure['flagged_fraction']:.1f}% "
         f"of validation images; accuracy {100 * (unsure['accuracy_flagged'] or 0):.1f}% flagged vs "

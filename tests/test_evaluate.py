@@ -24,6 +24,8 @@ def test_evaluate_reports_the_manifest_accuracy_and_writes_report_files(name: st
     result = CliRunner().invoke(app, ["evaluate", str(ARTIFACTS / name), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
+    assert report["mirror_average"] is False  # the model's own figure, which the manifest records
+    assert "mirror_disagreement_without_averaging" not in report
     entry = next(m for m in load_manifest()["models"] if m["file"] == name)
     assert report["accuracy"] == pytest.approx(entry["test_accuracy"], abs=2e-4)
     assert sum(map(sum, report["confusion_matrix"])) == 10_000
@@ -31,6 +33,23 @@ def test_evaluate_reports_the_manifest_accuracy_and_writes_report_files(name: st
     assert f"{100 * report['accuracy']:.2f}%" in result.output
     for png in ("confusion_matrix.png", "samples.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_mirror_average_reports_what_classify_answers(tmp_path: Path) -> None:
+    # The figure a device user gets: the same answers as Classifier.predict, in a separate report.
+    from fmnist_edge.runtime import Classifier
+    from fmnist_edge.train import data
+
+    model = ARTIFACTS / "fmnist_cnn_int8.tflite"
+    result = CliRunner().invoke(app, ["evaluate", str(model), "--mirror-average", "--no-plots", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    ds = data.load()
+    predicted = Classifier(model).predict(ds.test_images).argmax(1)
+    assert report["mirror_average"] is True
+    assert 0 < report["mirror_disagreement_without_averaging"] < 0.1
+    assert report["accuracy"] == pytest.approx((predicted == ds.test_labels).mean(), abs=1e-9)
+    assert "as classify does" in result.output
 
 
 def test_evaluate_missing_model_is_one_line(tmp_path: Path) -> None:

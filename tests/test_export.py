@@ -14,7 +14,7 @@ import pytest
 
 from fmnist_edge.export import parity
 from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.formats import EXPORTED
+from fmnist_edge.runtime.formats import EXPORTED, TRAINING_RECORD
 from fmnist_edge.runtime.manifest import bundled_dir, load_manifest, sha256_file
 from fmnist_edge.runtime.model_info import read_metadata
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION
@@ -75,6 +75,23 @@ def test_committed_model_keeps_parity_on_the_full_test_set(entry: dict, test_set
     # The manifest's figures are what this machine measures now.
     assert report.accuracy == pytest.approx(entry["test_accuracy"], abs=2e-4)
     assert len(labels) == 10_000
+
+
+def test_unsure_threshold_is_calibrated_on_classifys_own_probabilities() -> None:
+    # classify flags answers by its mirror-averaged confidence; a threshold calibrated on anything
+    # else would flag a different share of answers than the manifest says.
+    from fmnist_edge.export.calibrate import unsure_threshold
+    from fmnist_edge.runtime.classifier import mirror_averaged
+    from fmnist_edge.train.train import TrainConfig, split
+
+    saved = json.loads((ARTIFACTS / TRAINING_RECORD).read_text())["config"]
+    ds = data.load()
+    config = TrainConfig(seed=saved["seed"], val_size=saved["val_size"], subset=saved.get("subset"))
+    _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
+    backend = load_backend(ARTIFACTS / MANIFEST["default_model"])
+    calibration = unsure_threshold(mirror_averaged(backend.run, val_x[..., None], 500), val_y)
+    assert calibration == MANIFEST["unsure_calibration"]
+    assert MANIFEST["unsure_threshold"] == calibration["threshold"]
 
 
 @pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda m: m["name"])

@@ -135,6 +135,16 @@ def test_predict_takes_prepared_pixels_with_or_without_the_channel_axis(
     np.testing.assert_allclose(classifier.predict(batch, batch_size=2), probabilities, atol=1e-6)
 
 
+def test_a_mirror_image_gets_the_same_answer(classifier: Classifier, test_images: np.ndarray) -> None:
+    # A shoe pointing left is the same shoe pointing right, so classify must answer both alike.
+    batch = test_images[:2000]
+    mirrored = np.ascontiguousarray(batch[:, :, ::-1])
+    raw = classifier.backend.run(batch[..., None]).argmax(1)
+    raw_mirrored = classifier.backend.run(mirrored[..., None]).argmax(1)
+    assert (raw != raw_mirrored).any(), "the raw model is symmetric on these images: nothing to check"
+    np.testing.assert_allclose(classifier.predict(mirrored), classifier.predict(batch), atol=1e-6)
+
+
 def test_predict_refuses_pixels_of_the_wrong_size(classifier: Classifier) -> None:
     with pytest.raises(ModelError, match=r"\[N, 28, 28\]"):
         classifier.predict(np.zeros((1, 32, 32), np.uint8))

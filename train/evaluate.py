@@ -15,6 +15,7 @@ import numpy as np
 
 from fmnist_edge.runtime.atomic import write_text_atomic
 from fmnist_edge.runtime.backends import Backend, load_backend
+from fmnist_edge.runtime.classifier import mirror_averaged
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import TRAINING_RECORD, kind_of
 from fmnist_edge.runtime.spec import CLASS_NAMES, NUM_CLASSES
@@ -53,7 +54,8 @@ class Evaluation:
     recall: np.ndarray
     f1: np.ndarray
     predictions: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray  # logits, or probabilities when mirror-averaged
+    mirror_disagreement: float | None = None  # measured only for mirror-averaged evaluations
 
     def top_confusions(self, k: int = 5) -> list[tuple[str, str, int]]:
         off = self.confusion.copy()
@@ -71,12 +73,19 @@ class Evaluation:
             },
             "confusion_matrix": self.confusion.tolist(),
             "top_confusions": [{"true": t, "predicted": p, "count": c} for t, p, c in self.top_confusions()],
+            **({} if self.mirror_disagreement is None
+               else {"mirror_disagreement_without_averaging": round(self.mirror_disagreement, 6)}),
         }
 
 
-def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> Evaluation:
+def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: int = 500,
+             mirror_average: bool = False) -> Evaluation:
+    """The model's own accuracy, or with mirror_average the accuracy of classify's answers."""
     pixels = images[..., None] if images.ndim == 3 else images
-    scores = np.concatenate([backend.run(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
+    if mirror_average:
+        scores = mirror_averaged(backend.run, pixels, batch)
+    else:
+        scores = np.concatenate([backend.run(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
     pred = scores.argmax(1)
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
@@ -88,13 +97,29 @@ def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: in
     return Evaluation(float((pred == labels).mean()), confusion, precision, recall, f1, pred, scores)
 
 
+def mirror_disagreement(backend: Backend, images: np.ndarray, batch: int = 500) -> float:
+    """Share of images whose top-1 answer from the model alone changes when the image is mirrored:
+    what mirror averaging exists to remove."""
+    pixels = images[..., None] if images.ndim == 3 else images
+    changed = 0
+    for i in range(0, len(pixels), batch):
+        chunk = pixels[i : i + batch]
+        as_is = backend.run(chunk).argmax(1)
+        mirrored = backend.run(np.ascontiguousarray(chunk[:, :, ::-1])).argmax(1)
+        changed += int((as_is != mirrored).sum())
+    return changed / len(pixels)
+
+
 def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: int | None = None,
-        plots: bool = True) -> Evaluation:
+        plots: bool = True, mirror_average: bool = False) -> Evaluation:
     """Evaluate on the full 10k test set and write report.json (and PNGs when plots=True)."""
     backend = open_model(model_path, threads)
     ds = fmnist_data.load(data_dir)
-    result = evaluate(backend, ds.test_images, ds.test_labels)
-    report = {"model": Path(model_path).name, "test_images": len(ds.test_labels), **result.to_dict()}
+    result = evaluate(backend, ds.test_images, ds.test_labels, mirror_average=mirror_average)
+    if mirror_average:
+        result.mirror_disagreement = mirror_disagreement(backend, ds.test_images)
+    report = {"model": Path(model_path).name, "test_images": len(ds.test_labels), "mirror_average": mirror_average,
+              **result.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
         from fmnist_edge.train import plots as plotting
