@@ -145,6 +145,17 @@ def test_a_mirror_image_gets_the_same_answer(classifier: Classifier, test_images
     np.testing.assert_allclose(classifier.predict(mirrored), classifier.predict(batch), atol=1e-6)
 
 
+def test_the_readmes_python_api_example_runs() -> None:
+    # The first code a library user copies; it must not rot as the API changes.
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run([sys.executable, "-c", block], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(any(line.startswith(f"{name} ") for name in CLASS_NAMES) for line in lines)
+
+
 def test_predict_refuses_pixels_of_the_wrong_size(classifier: Classifier) -> None:
     with pytest.raises(ModelError, match=r"\[N, 28, 28\]"):
         classifier.predict(np.zeros((1, 32, 32), np.uint8))
