@@ -140,15 +140,14 @@ def export_cmd(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx model.")],
     out: Annotated[
-        Path | None,
-        typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>[-mirror-average]"),
+        Path | None, typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>")
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG report images.")] = True,
     mirror_average: Annotated[
         bool,
-        typer.Option(help="Average each image's probabilities with its mirror image's, as classify does; "
-                     "without it, the model's own accuracy (the figure the manifest's parity checks use)."),
+        typer.Option("--mirror-average", help="Score classify's answers (each image averaged with its mirror "
+                     "image) instead of the model alone; the report folder name gets -mirror-average."),
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
