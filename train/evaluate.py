@@ -15,7 +15,7 @@ import numpy as np
 
 from fmnist_edge.runtime.atomic import write_text_atomic
 from fmnist_edge.runtime.backends import Backend, load_backend
-from fmnist_edge.runtime.classifier import mirror_averaged
+from fmnist_edge.runtime.classifier import average_views, mirror_scores
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import TRAINING_RECORD, kind_of
 from fmnist_edge.runtime.spec import CLASS_NAMES, NUM_CLASSES
@@ -55,7 +55,7 @@ class Evaluation:
     f1: np.ndarray
     predictions: np.ndarray
     scores: np.ndarray  # logits, or probabilities when mirror-averaged
-    mirror_disagreement: float | None = None  # measured only for mirror-averaged evaluations
+    mirror_disagreement: float | None = None  # share of answers mirroring changes; only when mirror-averaged
 
     def top_confusions(self, k: int = 5) -> list[tuple[str, str, int]]:
         off = self.confusion.copy()
@@ -82,8 +82,11 @@ def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: in
              mirror_average: bool = False) -> Evaluation:
     """The model's own accuracy, or with mirror_average the accuracy of classify's answers."""
     pixels = images[..., None] if images.ndim == 3 else images
+    disagreement = None
     if mirror_average:
-        scores = mirror_averaged(backend.run, pixels, batch)
+        as_is, mirrored = mirror_scores(backend.run, pixels, batch)
+        scores = average_views(as_is, mirrored)
+        disagreement = float((as_is.argmax(1) != mirrored.argmax(1)).mean())  # what the averaging removes
     else:
         scores = np.concatenate([backend.run(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
     pred = scores.argmax(1)
@@ -94,20 +97,7 @@ def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: in
     recall = np.divide(tp, confusion.sum(1), out=np.zeros_like(tp), where=confusion.sum(1) > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return Evaluation(float((pred == labels).mean()), confusion, precision, recall, f1, pred, scores)
-
-
-def mirror_disagreement(backend: Backend, images: np.ndarray, batch: int = 500) -> float:
-    """Share of images whose top-1 answer from the model alone changes when the image is mirrored:
-    what mirror averaging exists to remove."""
-    pixels = images[..., None] if images.ndim == 3 else images
-    changed = 0
-    for i in range(0, len(pixels), batch):
-        chunk = pixels[i : i + batch]
-        as_is = backend.run(chunk).argmax(1)
-        mirrored = backend.run(np.ascontiguousarray(chunk[:, :, ::-1])).argmax(1)
-        changed += int((as_is != mirrored).sum())
-    return changed / len(pixels)
+    return Evaluation(float((pred == labels).mean()), confusion, precision, recall, f1, pred, scores, disagreement)
 
 
 def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: int | None = None,
@@ -116,8 +106,6 @@ def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: 
     backend = open_model(model_path, threads)
     ds = fmnist_data.load(data_dir)
     result = evaluate(backend, ds.test_images, ds.test_labels, mirror_average=mirror_average)
-    if mirror_average:
-        result.mirror_disagreement = mirror_disagreement(backend, ds.test_images)
     report = {"model": Path(model_path).name, "test_images": len(ds.test_labels), "mirror_average": mirror_average,
               **result.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
