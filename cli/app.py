@@ -75,29 +75,48 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = TRAIN_OUT,
+    photos: Annotated[
+        Path | None,
+        typer.Option(help="Folder of labelled photos (labels.csv with a split column): the `train` photos are "
+                          "mixed into every batch, the `val` photos score each epoch.", file_okay=False),
+    ] = None,
+    photo_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of each batch that is photos.")] = 0.2,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this trained .keras model (fine-tuning) instead of random weights.")
+    ] = None,
+    lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (SGD, cosine schedule).")] = 0.1,
     subset: Annotated[
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Train the compact CNN (best epoch chosen on a validation split; the test set is never used)."""
+    """Train the compact CNN (best epoch chosen on validation data; the test set is never used).
+
+    The shipped model: `fmnist-edge train --out artifacts` (the dataset-only base, 40 epochs), then
+    `fmnist-edge train --init artifacts/fmnist_cnn.keras --photos PHOTOS --epochs 4 --lr 0.05 --out runs/photo`
+    (see the README). With --photos, a bad labels file or a missing photo stops before training starts;
+    an unreadable photo is skipped and counted in the training record.
+    """
     try:
         require("tensorflow", "tensorflow", "train")
         from fmnist_edge.train.train import TrainConfig
         from fmnist_edge.train.train import train as run_training
 
-        cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size)
-        record = run_training(cfg, out, data_dir=data_dir, force=force)
+        cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
+                          photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0)
+        record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=_progress)
     except FmnistEdgeError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted; the best checkpoint so far (if any) is in {out}", err=True)
         raise typer.Exit(130) from None
+    photo = (f", photo val {record['best_photo_val_accuracy']:.4f}"
+             if record.get("best_photo_val_accuracy") is not None else "")
     typer.echo(
-        f"best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}; "
+        f"best val accuracy {record['best_val_accuracy']:.4f}{photo} at epoch {record['best_epoch']}; "
         f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
         f"{record['wall_seconds'] / 60:.1f} min, peak RSS {record['peak_rss_mb']:.0f} MB -> {out}"
     )
@@ -219,43 +238,75 @@ def classify(
 def evaluate_photos(
     folder: Annotated[Path, typer.Argument(help="Folder of photos.", exists=True, file_okay=False)],
     labels: Annotated[
-        Path | None, typer.Option(help="CSV with file,label columns.", show_default="FOLDER/labels.csv")
+        Path | None, typer.Option(help="CSV with file and label (or class_name) columns.",
+                                  show_default="FOLDER/labels.csv")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Only the rows whose `split` column is this (e.g. val).",
+                                 show_default="every row")
     ] = None,
     model: Annotated[
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
     ] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for confusion.png and contact_sheet.png.",
+                                  show_default="report/photos-<folder>[-<split>]")
+    ] = None,
+    plots: Annotated[bool, typer.Option(help="Write the two PNGs.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of text.")] = False,
 ) -> None:
-    """Top-1 accuracy on labelled real photos (e.g. ../shared/photos), with every miss listed.
+    """Top-1 accuracy on labelled real photos (e.g. ../shared/photos), as `classify` answers them.
 
-    Exit codes: 0 every photo was read; 1 some could not be (one line each on stderr; the figure
-    covers the rest); 2 a bad labels file or model.
+    Prints every photo, per-class recall, and the accuracy and coverage of the answers not flagged
+    unsure. Writes a confusion matrix and a contact sheet (each photo beside its 28x28 model input,
+    misses first) as PNGs.
+
+    Exit codes: 0 every photo was read; 1 some could not be (one line each on stderr; the figures
+    cover the rest); 2 a bad labels file or model.
     """
+    import json
+
+    from fmnist_edge.photo_report import confusion_png, contact_sheet_png, save_png
     from fmnist_edge.runtime.classifier import Classifier
     from fmnist_edge.runtime.photo_eval import evaluate_photos as run
     from fmnist_edge.runtime.spec import CLASS_NAMES
 
     try:
         classifier = Classifier(model, threads=threads)
-        results, errors = run(folder, labels or folder / "labels.csv", classifier)
+        summary = run(folder, labels or folder / "labels.csv", classifier, split=split)
     except FmnistEdgeError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    for r in results:
+    for message in summary.unreadable:
+        typer.echo(f"error: {message}", err=True)
+    report = out or Path("report") / ("photos-" + folder.resolve().name + (f"-{split}" if split else ""))
+    if plots:
+        title = f"{folder.name}{f' ({split})' if split else ''}: {100 * summary.accuracy:.1f}% ({classifier.path.name})"
+        save_png(confusion_png(summary, title), report / "confusion.png")
+        save_png(contact_sheet_png(summary, folder), report / "contact_sheet.png")
+    if json_out:
+        document = summary.to_json(classifier.path.name, split)
+        document["report"] = str(report) if plots else None
+        typer.echo(json.dumps(document, indent=2))
+        raise typer.Exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
+    for r in summary.results:
         mark = "ok  " if r.correct else "MISS"
         typer.echo(f"{mark} {r.file:<28} true {CLASS_NAMES[r.true]:<12} predicted {CLASS_NAMES[r.predicted]:<12} "
-                   f"{100 * r.confidence:5.1f}%")
-    for message in errors:
-        typer.echo(f"error: {message}", err=True)
-    if results:
-        hits = sum(r.correct for r in results)
-        typer.echo("per class: " + ", ".join(
-            f"{name} {sum(r.correct for r in results if r.true == i)}/{sum(r.true == i for r in results)}"
-            for i, name in enumerate(CLASS_NAMES) if any(r.true == i for r in results)
-        ))
-        unread = f"; {len(errors)} could not be read" if errors else ""
-        typer.echo(f"top-1 on {len(results)} photos: {hits}/{len(results)} = {100 * hits / len(results):.1f}% "
-                   f"({classifier.path.name}){unread}")
-    raise typer.Exit(EXIT_FAILED if errors else EXIT_OK)
+                   f"{100 * r.confidence:5.1f}%{'  unsure' if r.unsure else ''}")
+    typer.echo("per class (recall):")
+    for name, row in summary.per_class().items():
+        typer.echo(f"  {name:<12} {row['correct']:>3}/{row['photos']:<3} {100 * row['recall']:5.1f}%")
+    sure = summary.sure()
+    hits = sum(r.correct for r in summary.results)
+    unread = f"; {len(summary.unreadable)} could not be read" if summary.unreadable else ""
+    typer.echo(f"top-1 on {len(summary.results)} photos: {hits}/{len(summary.results)} = "
+               f"{100 * summary.accuracy:.1f}% ({classifier.path.name}){unread}")
+    right = "-" if sure["accuracy"] is None else f"{100 * sure['accuracy']:.1f}%"
+    typer.echo(f"not flagged unsure (confidence >= {summary.unsure_threshold:.3f}): {sure['answers']} photos "
+               f"({100 * sure['coverage']:.1f}%), {right} right; {sure['flagged_unsure']} flagged unsure")
+    if plots:
+        typer.echo(f"report: {report}")
+    raise typer.Exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
 
 
 BENCH_HELP = """Latency, throughput, load time and memory of each model on each installed interpreter.

@@ -1,21 +1,22 @@
-"""Top-1 on a folder of labelled real photos: how the model does on what users actually shoot.
+"""How the model does on labelled real photos: what users actually shoot.
 
-The labels file is CSV with a `file` column and either `label` (0-9) or `class_name`, as in
-shared/photos/labels.csv. Photos are never used for training; this only measures.
+The photos go through classify's own path (preprocess, then the mirror-averaged answer and its
+"unsure" flag), so every figure here is a figure of `fmnist-edge classify`. Photos are never used
+for training by this module; it only measures.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fmnist_edge.runtime.classifier import Classifier
 from fmnist_edge.runtime.errors import FmnistEdgeError, ImageError
+from fmnist_edge.runtime.photo_labels import read_labels
 from fmnist_edge.runtime.preprocess import preprocess
-from fmnist_edge.runtime.spec import CLASS_NAMES
+from fmnist_edge.runtime.spec import CLASS_NAMES, NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -24,51 +25,86 @@ class PhotoResult:
     true: int
     predicted: int
     confidence: float
+    unsure: bool
+    pixels: np.ndarray = field(repr=False, compare=False)  # the 28x28 model input, for the contact sheet
 
     @property
     def correct(self) -> bool:
         return self.true == self.predicted
 
 
-def read_labels(path: Path) -> list[tuple[str, int]]:
-    try:
-        # utf-8-sig: spreadsheet programs start their CSV files with a byte-order mark
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FmnistEdgeError(f"cannot read labels file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    out = []
-    for n, row in enumerate(rows, start=2):
-        label, class_name, file = ((row.get(key) or "").strip() for key in ("label", "class_name", "file"))
-        if label.isdigit():
-            index = int(label)
-        elif class_name in CLASS_NAMES:
-            index = CLASS_NAMES.index(class_name)
-        else:
-            raise FmnistEdgeError(f"{path}:{n}: needs a 'label' 0-9 or a 'class_name' from the ten classes")
-        if not 0 <= index < len(CLASS_NAMES) or not file:
-            raise FmnistEdgeError(f"{path}:{n}: needs a 'file' and a label 0-9, got {dict(row)}")
-        out.append((file, index))
-    if not out:
-        raise FmnistEdgeError(f"{path}: no labelled photos")
-    return out
+@dataclass(frozen=True)
+class PhotoSummary:
+    results: list[PhotoResult]
+    unreadable: list[str]
+    unsure_threshold: float
+
+    @property
+    def accuracy(self) -> float:
+        return sum(r.correct for r in self.results) / len(self.results)
+
+    def confusion(self) -> np.ndarray:
+        """[true, predicted] counts."""
+        matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+        for r in self.results:
+            matrix[r.true, r.predicted] += 1
+        return matrix
+
+    def per_class(self) -> dict[str, dict]:
+        """Recall of every class that has photos."""
+        out = {}
+        for i, name in enumerate(CLASS_NAMES):
+            of_class = [r for r in self.results if r.true == i]
+            if of_class:
+                hits = sum(r.correct for r in of_class)
+                out[name] = {"correct": hits, "photos": len(of_class), "recall": round(hits / len(of_class), 4)}
+        return out
+
+    def sure(self) -> dict:
+        """The answers not flagged unsure: how many (coverage) and how often right."""
+        sure = [r for r in self.results if not r.unsure]
+        return {
+            "answers": len(sure),
+            "coverage": round(len(sure) / len(self.results), 4),
+            "accuracy": round(sum(r.correct for r in sure) / len(sure), 4) if sure else None,
+            "flagged_unsure": len(self.results) - len(sure),
+        }
+
+    def to_json(self, model: str, split: str | None) -> dict:
+        return {
+            "model": model,
+            "split": split,
+            "photos": len(self.results),
+            "correct": sum(r.correct for r in self.results),
+            "accuracy": round(self.accuracy, 4),
+            "per_class": self.per_class(),
+            "unsure_threshold": self.unsure_threshold,
+            "not_unsure": self.sure(),
+            "confusion": {"rows": "true class", "columns": "predicted class", "classes": list(CLASS_NAMES),
+                          "counts": self.confusion().tolist()},
+            "results": [{"file": r.file, "true": CLASS_NAMES[r.true], "predicted": CLASS_NAMES[r.predicted],
+                         "confidence": round(r.confidence, 4), "unsure": r.unsure, "correct": r.correct}
+                        for r in self.results],
+            "unreadable": self.unreadable,
+        }
 
 
-def evaluate_photos(folder: Path, labels: Path, classifier: Classifier) -> tuple[list[PhotoResult], list[str]]:
-    """Results for every photo that could be read, and one error line for each that could not."""
-    entries = read_labels(labels)
+def evaluate_photos(folder: Path, labels: Path, classifier: Classifier, split: str | None = None) -> PhotoSummary:
+    """Every photo that could be read, scored; one error line for each that could not."""
+    entries = read_labels(labels, split=split)
     readable: list[tuple[str, int, np.ndarray]] = []
     errors: list[str] = []
-    for name, true in entries:
+    for row in entries:
         try:
-            readable.append((name, true, preprocess(folder / name, name=name)))
+            readable.append((row.file, row.label, preprocess(folder / row.file, name=row.file)))
         except ImageError as exc:
             errors.append(str(exc))
     if not readable:
-        return [], errors
-    probs = classifier.predict(np.stack([pixels for _, _, pixels in readable]))
+        raise FmnistEdgeError(f"{folder}: none of the {len(entries)} photos could be read")
+    pixels = np.stack([p for _, _, p in readable])
+    predictions = classifier.to_predictions(classifier.predict(pixels))
     results = [
-        PhotoResult(name, true, int(p.argmax()), float(p.max()))
-        for (name, true, _), p in zip(readable, probs, strict=True)
+        PhotoResult(name, true, p.index, p.confidence, p.unsure, x)
+        for (name, true, x), p in zip(readable, predictions, strict=True)
     ]
-    return results, errors
+    return PhotoSummary(results, errors, classifier.unsure_threshold)

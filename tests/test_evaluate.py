@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
@@ -66,16 +67,19 @@ def photo_folder(tmp_path: Path, labels_csv: str, encoding: str = "utf-8") -> Pa
 
 
 def summary(output: str) -> tuple[dict[str, tuple[int, int]], int, int]:
-    """({class: (hits, photos)}, hits, photos) from the last two lines evaluate-photos prints."""
-    per_class = re.search(r"^per class: (.*)$", output, re.M).group(1)
-    counts = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"([A-Za-z/ -]+?) (\d+)/(\d+)(?:, |$)", per_class)}
+    """({class: (hits, photos)}, hits, photos) from the per-class and top-1 lines evaluate-photos prints."""
+    counts = {m[1]: (int(m[2]), int(m[3])) for m in re.finditer(r"^  (\S.*?)\s+(\d+)/(\d+)\s+[\d.]+%$", output, re.M)}
     hits, total = re.search(r"^top-1 on \d+ photos: (\d+)/(\d+) = ", output, re.M).groups()
     return counts, int(hits), int(total)
 
 
+def evaluate_photos(folder: Path, *args: str):
+    return CliRunner().invoke(app, ["evaluate-photos", str(folder), "--no-plots", *args])
+
+
 def test_evaluate_photos_counts_hits_per_class(tmp_path: Path) -> None:
     folder = photo_folder(tmp_path, "file,label\nphoto_tshirt.jpg,0\nphoto_ankle_boot.jpg,9\n")
-    result = CliRunner().invoke(app, ["evaluate-photos", str(folder)])
+    result = evaluate_photos(folder)
     assert result.exit_code == 0, result.output
     counts, hits, total = summary(result.stdout)
     assert set(counts) == {"T-shirt/top", "Ankle boot"} and total == 2
@@ -88,7 +92,7 @@ def test_evaluate_photos_reads_spreadsheet_csv_and_reports_an_unreadable_photo(t
     # Saved by a spreadsheet: byte-order mark, class names instead of indices; one photo is missing.
     labels = "file,class_name\nphoto_tshirt.jpg,T-shirt/top\nphoto_ankle_boot.jpg,Ankle boot\ngone.jpg,Bag\n"
     folder = photo_folder(tmp_path, labels, encoding="utf-8-sig")
-    result = CliRunner().invoke(app, ["evaluate-photos", str(folder)])
+    result = evaluate_photos(folder)
     assert result.exit_code == 1, result.output
     assert result.stderr.splitlines() == ["error: gone.jpg: no such file"]
     _, _, total = summary(result.stdout)
@@ -98,7 +102,7 @@ def test_evaluate_photos_reads_spreadsheet_csv_and_reports_an_unreadable_photo(t
 @pytest.mark.parametrize("row", ["missing.jpg", "missing.jpg,", ",3"], ids=["no-comma", "no-label", "no-file"])
 def test_evaluate_photos_names_the_bad_row_of_a_labels_file(row: str, tmp_path: Path) -> None:
     folder = photo_folder(tmp_path, f"file,label\nphoto_tshirt.jpg,0\n{row}\n")
-    result = CliRunner().invoke(app, ["evaluate-photos", str(folder)])
+    result = evaluate_photos(folder)
     assert result.exit_code == 2
     assert "labels.csv:3:" in result.stderr and "Traceback" not in result.output
 
@@ -108,3 +112,28 @@ def test_evaluate_photos_rejects_a_bad_labels_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate-photos", str(tmp_path)])
     assert result.exit_code == 2
     assert "labels.csv" in result.output and "Traceback" not in result.output
+
+
+def test_evaluate_photos_split_json_and_report_pictures(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    labels = "file,label,split\nphoto_tshirt.jpg,0,val\nphoto_ankle_boot.jpg,9,train\n"
+    folder = photo_folder(tmp_path / "photos", labels)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["evaluate-photos", str(folder), "--split", "val", "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["photos"] == 1 and [r["file"] for r in document["results"]] == ["photo_tshirt.jpg"]
+    assert sum(map(sum, document["confusion"]["counts"])) == 1
+    assert document["per_class"]["T-shirt/top"]["photos"] == 1
+    sure = document["not_unsure"]
+    assert sure["answers"] + sure["flagged_unsure"] == 1
+    assert sure["answers"] == sum(not r["unsure"] for r in document["results"])
+    for name in ("confusion.png", "contact_sheet.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.width > 100
+
+
+def test_evaluate_photos_without_a_split_column_refuses_split(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path, "file,label\nphoto_tshirt.jpg,0\n")
+    result = evaluate_photos(folder, "--split", "val")
+    assert result.exit_code == 2 and "no 'split' column" in result.stderr

@@ -1,0 +1,89 @@
+"""The two pictures `evaluate-photos` writes, drawn with Pillow alone (it runs on the device, where
+matplotlib is not installed): a confusion matrix, and a contact sheet that shows each photo beside
+the 28x28 input the model got, so a person can see why a photo fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.runtime.errors import ImageError
+from fmnist_edge.runtime.photo_eval import PhotoSummary
+from fmnist_edge.runtime.preprocess import open_image
+from fmnist_edge.runtime.spec import CLASS_NAMES
+
+CELL = 44  # px per confusion-matrix cell
+THUMB = 112  # px per photo and per enlarged model input on the contact sheet
+COLUMNS = 6  # photo pairs per row
+RIGHT, WRONG, UNSURE = (20, 140, 60), (200, 30, 30), (200, 130, 0)
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def confusion_png(summary: PhotoSummary, title: str) -> Image.Image:
+    """Rows: true class; columns: predicted. Shading is the share of the row; every count is printed."""
+    counts = summary.confusion()
+    font = ImageFont.load_default()
+    label_w, top = 90, 60
+    n = len(CLASS_NAMES)
+    image = Image.new("RGB", (label_w + n * CELL + 10, top + n * CELL + 30), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((5, 5), title, fill="black", font=font)
+    draw.text((label_w, 22), "predicted ->", fill="black", font=font)
+    for j, name in enumerate(CLASS_NAMES):
+        draw.text((label_w + j * CELL + 2, 40), name[:7], fill="black", font=font)
+    for i, name in enumerate(CLASS_NAMES):
+        y = top + i * CELL
+        draw.text((5, y + CELL // 2 - 6), name, fill="black", font=font)
+        row_total = counts[i].sum()
+        for j in range(n):
+            x = label_w + j * CELL
+            share = counts[i, j] / row_total if row_total else 0.0
+            shade = int(255 - 200 * share)
+            fill = (shade, shade, 255) if i == j else (255, shade, shade)
+            draw.rectangle([x, y, x + CELL - 2, y + CELL - 2], fill=fill, outline=(200, 200, 200))
+            if counts[i, j]:
+                draw.text((x + CELL // 2 - 6, y + CELL // 2 - 6), str(counts[i, j]), fill="black", font=font)
+    draw.text((5, top + n * CELL + 8), "rows: true class (no photos: empty row)", fill="black", font=font)
+    return image
+
+
+def contact_sheet_png(summary: PhotoSummary, folder: Path) -> Image.Image:
+    """Misses first, then the rest: photo, its model input, and a caption in green (right), red
+    (wrong) or orange (right but unsure)."""
+    results = sorted(summary.results, key=lambda r: (r.correct, r.file))
+    font = ImageFont.load_default()
+    caption = 30
+    rows = -(-len(results) // COLUMNS)
+    sheet = Image.new("RGB", (COLUMNS * 2 * THUMB, rows * (THUMB + caption)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, r in enumerate(results):
+        x, y = (k % COLUMNS) * 2 * THUMB, (k // COLUMNS) * (THUMB + caption)
+        sheet.paste(_thumbnail(folder / r.file), (x, y))
+        sheet.paste(Image.fromarray(np.asarray(r.pixels), "L").resize((THUMB, THUMB), Image.Resampling.NEAREST)
+                    .convert("RGB"), (x + THUMB, y))
+        colour = WRONG if not r.correct else UNSURE if r.unsure else RIGHT
+        draw.text((x + 2, y + THUMB + 2), f"{r.file[:30]}", fill="black", font=font)
+        answer = f"{CLASS_NAMES[r.predicted]} {100 * r.confidence:.0f}%" + (" unsure" if r.unsure else "")
+        truth = "" if r.correct else f" (is {CLASS_NAMES[r.true]})"
+        draw.text((x + 2, y + THUMB + 15), answer + truth, fill=colour, font=font)
+    return sheet
+
+
+def _thumbnail(path: Path) -> Image.Image:
+    """The photo as the model saw it before segmentation (EXIF-rotated), letterboxed to a square."""
+    tile = Image.new("RGB", (THUMB, THUMB), (240, 240, 240))
+    try:
+        image = open_image(path).convert("RGB")
+    except (ImageError, OSError):  # changed on disk since it was scored: leave the tile blank
+        return tile
+    image.thumbnail((THUMB, THUMB))
+    tile.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    return tile

@@ -1,0 +1,148 @@
+"""The Keras side of training: model, optimizer, batches and the per-epoch recorder.
+
+This module imports Keras at the top; train.py imports it only inside `train()`, so the
+configuration, the data split and the photo loading stay usable (and testable) without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.spec import NUM_CLASSES
+from fmnist_edge.train.augment import augment_batch
+from fmnist_edge.train.model import build_model
+from fmnist_edge.train.photo_augment import augment_photos
+from fmnist_edge.train.photos import class_balanced_weights
+
+
+def initial_model(cfg, init: Path | None) -> keras.Model:
+    """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins)."""
+    if init is None:
+        return build_model(cfg.model)
+    try:
+        return keras.models.load_model(init, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean "not a model"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{init}: cannot load as a Keras model ({reason})") from None
+
+
+def make_optimizer(cfg, steps_per_epoch: int):
+    """SGD with Nesterov momentum, a linear warm-up to peak_lr, then cosine to zero."""
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.peak_lr / 100, decay_steps=max(1, total - warmup), alpha=0.0,
+        warmup_target=cfg.peak_lr, warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.SGD(schedule, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=["bn", "bias"])
+    return schedule, optimizer
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    # One-hot targets so the loss can apply label smoothing.
+    return np.eye(NUM_CLASSES, dtype="float32")[labels]
+
+
+class Batches(keras.utils.PyDataset):
+    """Augmented Fashion-MNIST batches, and with photos given, `photo_fraction` of every batch real
+    photos (drawn class-balanced, photo-augmented). An epoch is one pass over Fashion-MNIST.
+
+    One reshuffle per epoch from a generator seeded by (seed, epoch): a run is reproducible. Without
+    photos the draws are exactly those of the dataset-only recipe, so its runs reproduce bit for bit.
+    """
+
+    def __init__(self, data, cfg) -> None:
+        super().__init__()
+        self.data, self.cfg = data, cfg
+        self.photos_per_batch = 0
+        if data.photos is not None:
+            self.photos_per_batch = max(1, round(cfg.batch_size * cfg.photo_fraction))
+            self.photo_weights = class_balanced_weights(data.photos.labels)
+        self.per_batch = cfg.batch_size - self.photos_per_batch
+        self.epoch = 0
+        self._shuffle()
+
+    def _shuffle(self) -> None:
+        self.rng = np.random.default_rng([self.cfg.seed, self.epoch])
+        self.order = self.rng.permutation(len(self.data.train_x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data.train_x) / self.per_batch)
+
+    def __getitem__(self, i: int):
+        idx = self.order[i * self.per_batch : (i + 1) * self.per_batch]
+        x, y = augment_batch(self.data.train_x[idx], self.rng, self.cfg.augment), self.data.train_y[idx]
+        if self.photos_per_batch:
+            photos = self.data.photos
+            pick = self.rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
+            x = np.concatenate([x, augment_photos(photos.images[pick], self.rng, self.cfg.photo_augment)])
+            y = np.concatenate([y, photos.labels[pick]])
+        return x[..., None].astype("float32"), one_hot(y)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._shuffle()
+
+
+def mirror_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 of the softmax averaged with the mirror image's: how classify answers."""
+    x = images[..., None].astype("float32")
+    scores = model.predict(np.concatenate([x, x[:, :, ::-1]]), batch_size=500, verbose=0)
+    probs = keras.ops.convert_to_numpy(keras.ops.softmax(scores))
+    return float(((probs[: len(x)] + probs[len(x) :]).argmax(1) == labels).mean())
+
+
+class Recorder(keras.callbacks.Callback):
+    """After each epoch: a history row, a line of progress, and the checkpoint when it is the best.
+
+    With photos, "best" is the mean of the dataset and photo validation accuracies: the photos are
+    what the change is for, the dataset is what must not regress.
+    """
+
+    def __init__(self, data, record: dict, model_path: Path, save_record: Callable[[], None],
+                 schedule, optimizer, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.data, self.record, self.model_path, self.save_record = data, record, model_path, save_record
+        self.schedule, self.optimizer, self.log = schedule, optimizer, log
+        self.best = -1.0
+        self.started = self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        row = {k: round(float(v), 5) for k, v in (logs or {}).items()}
+        row.update(epoch=epoch + 1, seconds=round(time.time() - self.epoch_started, 1),
+                   lr=float(self.schedule(self.optimizer.iterations)))
+        score = row["val_accuracy"]
+        if self.data.photos_val is not None:
+            row["photo_val_accuracy"] = round(
+                mirror_accuracy(self.model, self.data.photos_val.images, self.data.photos_val.labels), 5)
+            score = (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
+        self.record["history"].append(row)
+        improved = score > self.best
+        if improved:
+            self.best = score
+            self.record["best_epoch"], self.record["best_val_accuracy"] = epoch + 1, row["val_accuracy"]
+            self.record["best_photo_val_accuracy"] = row.get("photo_val_accuracy")
+            with atomic_path(self.model_path) as tmp:
+                self.model.save(tmp)
+        self.save_record()
+        self.log(self._progress(row, improved))
+
+    def _progress(self, row: dict, improved: bool) -> str:
+        done, total = len(self.record["history"]), self.record["config"]["epochs"]
+        eta = (time.time() - self.started) / done * (total - done)
+        photos = f"  photo val {row['photo_val_accuracy']:.4f}" if "photo_val_accuracy" in row else ""
+        saved = "  (best so far, saved)" if improved else ""
+        return (f"epoch {row['epoch']}/{total}: loss {row['loss']:.4f}  val {row['val_accuracy']:.4f}{photos}  "
+                f"{row['seconds']:.0f}s, about {eta / 60:.0f} min left{saved}")
