@@ -132,6 +132,11 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(help="Output folder.", show_default="the model's folder")] = None,
     calibration: Annotated[int, typer.Option(min=10, help="Training images used to calibrate int8.")] = 500,
     seed: Annotated[int, typer.Option(help="Seed for picking calibration images.")] = 0,
+    photos: Annotated[
+        Path | None,
+        typer.Option(help="Labelled photos with a `val` split: the unsure threshold is raised until the answers "
+                          "not flagged are >= 90% right on them.", file_okay=False, exists=True),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace existing exported models.")] = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -149,7 +154,8 @@ def export_cmd(
         from fmnist_edge.export.pipeline import ExportOptions, export
 
         kinds = tuple(k.strip() for k in formats.split(",") if k.strip())
-        options = ExportOptions(kinds=kinds, int8=int8, calibration_size=calibration, seed=seed, force=force)
+        options = ExportOptions(kinds=kinds, int8=int8, calibration_size=calibration, seed=seed, force=force,
+                                photos=photos)
         export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
     except FmnistEdgeError as exc:
         raise fail(str(exc)) from None

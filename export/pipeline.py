@@ -41,6 +41,7 @@ class ExportOptions:
     seed: int = 0
     force: bool = False
     batch_size: int = 500
+    photos: Path | None = None  # labelled photos with a `val` split: the unsure threshold must hold on them too
     # Tests of tiny smoke models relax these; the CLI never does, so nothing weaker ships.
     fp32_tolerance: parity.Tolerance = parity.FLOAT
     int8_tolerance: parity.Tolerance = parity.INT8
@@ -140,7 +141,7 @@ def export(
 
         # Everything derived from the new models is staged too, so that once files start to move
         # into out_dir nothing slow or fallible is left before the manifest that lists them.
-        unsure = _calibrate_unsure(staged, ds, model_path, log)
+        unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos)
         published = [fmt.filename for fmt, _, _ in staged]
         if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
             write_golden(tmp_dir, ds.test_images, test_y, tmp_dir / by_name(GOLDEN_FORMAT).filename)
@@ -162,7 +163,8 @@ def export(
     return manifest
 
 
-def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None]) -> dict | None:
+def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None],
+                      photos: Path | None = None) -> dict | None:
     """Calibrate on the validation split the model was selected on, rebuilt from its training record.
 
     Without the record that split is unknown, and calibrating on images the model trained on would
@@ -194,7 +196,18 @@ def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None]) 
     log(f"    unsure threshold {unsure['threshold']:.3f} (flags {100 * unsure['flagged_fraction']:.1f}% "
         f"of validation images; accuracy {100 * (unsure['accuracy_flagged'] or 0):.1f}% flagged vs "
         f"{100 * (unsure['accuracy_not_flagged'] or 0):.1f}% not)")
-    return unsure
+    if photos is None:
+        return unsure
+    from fmnist_edge.export.calibrate import combined, photo_unsure_threshold
+    from fmnist_edge.train.photos import VAL_SPLIT, load_split
+
+    val_photos = load_split(photos, VAL_SPLIT, log)
+    on_photos = photo_unsure_threshold(mirror_averaged(backend.run, val_photos.images[..., None], 500),
+                                       val_photos.labels)
+    log(f"    photo threshold {on_photos['threshold']:.3f} (flags {100 * on_photos['flagged_fraction']:.1f}% of "
+        f"{on_photos['validation_photos']} validation photos; {100 * (on_photos['accuracy_not_flagged'] or 0):.1f}% "
+        "of the rest right)")
+    return combined(unsure, on_photos)
 
 
 class _Steps:
