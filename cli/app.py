@@ -70,6 +70,33 @@ def data(data_dir: DataDir = None) -> None:
         typer.echo(f"  {name:<12} {train_counts[i]:>6} {test_counts[i]:>6}")
 
 
+@app.command("fetch-photos")
+def fetch_photos_cmd(
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="Folder for the photos and their labels.csv.")
+    ] = Path("data/photos-train"),
+) -> None:
+    """Download the 700 labelled training photos (549 train, 151 val) for `train --photos`.
+
+    The photos come from github.com/alexeygrigorev/clothing-dataset, licensed CC0 1.0 (free for any
+    use), at the pinned commit 7ed86a9cc56763b6acb35e41cb35184e43a5d218. Each original is checked
+    against the SHA-256 in the labels file shipped with fmnist-edge, then made as the project's own
+    copy was (EXIF orientation, RGB, at most 512 px, JPEG). A rerun fetches only what is missing.
+    Pass the resulting folder to `fmnist-edge train --photos` or `evaluate-photos`.
+    $FMNIST_EDGE_PHOTOS_MIRROR replaces the GitHub address with a mirror holding the same paths.
+    """
+    from fmnist_edge.train.photo_data import fetch_photos
+
+    try:
+        folder = fetch_photos(out, log=_progress)
+    except FmnistEdgeError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; run the command again to resume into {out}", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"photos ready: fmnist-edge train --photos {folder}")
+
+
 @app.command()
 def train(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
