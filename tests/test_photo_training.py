@@ -1,0 +1,118 @@
+"""Photo-domain training: a bad photo folder stops before training; photos reach the batches as the
+device would see them; photo augmentation keeps the input contract."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fmnist_edge.app import app
+from fmnist_edge.runtime.errors import FmnistEdgeError
+from fmnist_edge.runtime.preprocess import preprocess
+from fmnist_edge.train.photo_augment import PhotoAugmentConfig, augment_photos
+from fmnist_edge.train.photos import class_balanced_weights, load_split
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+GOOD = "file,label,split\nphoto_tshirt.jpg,0,train\nphoto_ankle_boot.jpg,9,val\n"
+
+
+def photo_folder(root: Path, labels_csv: str | None = GOOD) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("photo_tshirt.jpg", "photo_ankle_boot.jpg"):
+        shutil.copy(EXAMPLES / name, root / name)
+    if labels_csv is not None:
+        (root / "labels.csv").write_text(labels_csv, encoding="utf-8")
+    return root
+
+
+def test_training_photos_are_the_devices_model_inputs(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path)
+    split = load_split(folder, "train", log=lambda _: None)
+    assert split.files == ("photo_tshirt.jpg",) and split.labels.tolist() == [0]
+    # One source of truth: training sees exactly what classify computes for the same file.
+    assert np.array_equal(split.images[0], preprocess(folder / "photo_tshirt.jpg"))
+
+
+@pytest.mark.parametrize(
+    ("labels_csv", "says"),
+    [
+        (None, "cannot read labels file"),
+        ("", "needs a header"),
+        ("file,label,split\nphoto_tshirt.jpg,0,train,extra\n", "labels.csv:2: more fields"),
+        ("file,label,split\nphoto_tshirt.jpg,shoe,train\n", "labels.csv:2: label 'shoe'"),
+        ("file,label,split\nphoto_tshirt.jpg,10,train\n", "labels.csv:2: label '10'"),
+        ("file,class_name,split\nphoto_tshirt.jpg,Sock,train\n", "labels.csv:2: label 'Sock'"),
+        ("file,label,split\nphoto_tshirt.jpg,0,train\ngone.jpg,3,train\n", "labels.csv:3: gone.jpg is missing"),
+        ("file,label,split\n../photo_tshirt.jpg,0,train\n", "labels.csv:2: '../photo_tshirt.jpg' is not a plain"),
+        ("file,label\nphoto_tshirt.jpg,0\n", "no 'split' column"),
+        ("file,label,split\nphoto_tshirt.jpg,0,val\n", "no labelled photos in split 'train'"),
+    ],
+    ids=["missing", "empty", "long-row", "mistyped", "out-of-range", "unknown-class", "missing-photo",
+         "path", "no-split", "empty-split"],
+)
+def test_a_bad_photo_folder_is_one_line_naming_file_and_row(tmp_path: Path, labels_csv: str | None,
+                                                            says: str) -> None:
+    folder = photo_folder(tmp_path, labels_csv)
+    with pytest.raises(FmnistEdgeError, match=None) as caught:
+        load_split(folder, "train", log=lambda _: None)
+    message = str(caught.value)
+    assert says in message and "\n" not in message
+
+
+def test_an_unreadable_photo_is_skipped_and_counted(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path, GOOD + "broken.jpg,2,train\n")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    lines: list[str] = []
+    split = load_split(folder, "train", log=lines.append)
+    assert split.files == ("photo_tshirt.jpg",)
+    assert len(split.unreadable) == 1 and "broken.jpg" in split.unreadable[0]
+    assert lines == [f"skipped: {split.unreadable[0]}"]
+
+
+def test_photo_augmentation_keeps_the_input_contract_and_is_seeded() -> None:
+    images = np.stack([preprocess(EXAMPLES / "photo_tshirt.jpg"), preprocess(EXAMPLES / "photo_ankle_boot.jpg")])
+    a = augment_photos(images, np.random.default_rng(3), PhotoAugmentConfig())
+    b = augment_photos(images, np.random.default_rng(3), PhotoAugmentConfig())
+    assert a.dtype == np.uint8 and a.shape == images.shape
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, images)
+    # The item stays on a black background: the corners stay dark, as in the dataset.
+    assert a[:, [0, 0, -1, -1], [0, -1, 0, -1]].max() < 40
+
+
+def test_class_balanced_sampling_draws_rare_classes_as_often() -> None:
+    labels = np.array([0] * 90 + [9] * 10)
+    weights = class_balanced_weights(labels)
+    assert weights[labels == 0].sum() == pytest.approx(0.5)
+    assert weights[labels == 9].sum() == pytest.approx(0.5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
+def test_train_with_photos_records_photo_accuracy_each_epoch(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path / "photos")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "2", "--photos", str(folder),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "fmnist_cnn.training.json").read_text())
+    assert record["photos"]["train"] == 1 and record["photos"]["val"] == 1
+    assert [len(row) and "photo_val_accuracy" in row for row in record["history"]] == [True, True]
+    assert record["best_photo_val_accuracy"] in {row["photo_val_accuracy"] for row in record["history"]}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
+def test_train_with_a_bad_photo_folder_stops_before_training(tmp_path: Path) -> None:
+    folder = photo_folder(tmp_path / "photos", "file,label,split\nphoto_tshirt.jpg,7x,train\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--photos", str(folder),
+                                      "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "labels.csv:2" in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())  # nothing written: training never started
