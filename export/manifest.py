@@ -17,6 +17,7 @@ from fmnist_edge.train.provenance import git_commit, versions
 
 SCHEMA_VERSION = 1
 REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k test set, for CI parity
+PHOTO_INPUTS_FILE = "photo_val_inputs.npz"  # the validation photos' 28x28 inputs the photo threshold was set on
 
 
 def file_entry(out_dir: Path, fmt: Format, report: ParityReport, tolerance: Tolerance) -> dict:
@@ -70,6 +71,8 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
             "training_record_sha256": sha256_file(record) if record.is_file() else None,
         },
         "reference_logits": {"file": REFERENCE_FILE, "sha256": sha256_file(out_dir / REFERENCE_FILE)},
+        "photo_val_inputs": ({"file": PHOTO_INPUTS_FILE, "sha256": sha256_file(out_dir / PHOTO_INPUTS_FILE)}
+                             if unsure and "photos" in unsure else None),
         # selftest data {file, sha256, images}: only when recorded from the int8 TFLite listed here
         "golden": golden_entry(out_dir, models.get(by_name(GOLDEN_FORMAT).filename, {}).get("sha256")),
         "calibration": {

@@ -22,7 +22,7 @@ import numpy as np
 
 from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
-from fmnist_edge.export.manifest import REFERENCE_FILE, build_manifest, file_entry, write_manifest
+from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry, write_manifest
 from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
 from fmnist_edge.runtime.atomic import write_bytes_atomic
 from fmnist_edge.runtime.backends import load_backend
@@ -141,8 +141,10 @@ def export(
 
         # Everything derived from the new models is staged too, so that once files start to move
         # into out_dir nothing slow or fallible is left before the manifest that lists them.
-        unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos)
+        unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, tmp_dir)
         published = [fmt.filename for fmt, _, _ in staged]
+        if (tmp_dir / PHOTO_INPUTS_FILE).is_file():
+            published.append(PHOTO_INPUTS_FILE)
         if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
             write_golden(tmp_dir, ds.test_images, test_y, tmp_dir / by_name(GOLDEN_FORMAT).filename)
             published.append(GOLDEN_FILE)
@@ -164,7 +166,7 @@ def export(
 
 
 def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None],
-                      photos: Path | None = None) -> dict | None:
+                      photos: Path | None = None, stage: Path | None = None) -> dict | None:
     """Calibrate on the validation split the model was selected on, rebuilt from its training record.
 
     Without the record that split is unknown, and calibrating on images the model trained on would
@@ -202,6 +204,10 @@ def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None],
     from fmnist_edge.train.photos import VAL_SPLIT, load_split
 
     val_photos = load_split(photos, VAL_SPLIT, log)
+    if stage is not None:  # the inputs the photo threshold was set on, so a test can recompute it anywhere
+        with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:
+            np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,
+                                files=np.array(val_photos.files))
     on_photos = photo_unsure_threshold(mirror_averaged(backend.run, val_photos.images[..., None], 500),
                                        val_photos.labels)
     log(f"    photo threshold {on_photos['threshold']:.3f} (flags {100 * on_photos['flagged_fraction']:.1f}% of "

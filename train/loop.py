@@ -84,7 +84,10 @@ class Batches(keras.utils.PyDataset):
         if self.photos_per_batch:
             photos = self.data.photos
             pick = self.rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
-            x = np.concatenate([x, augment_photos(photos.images[pick], self.rng, self.cfg.photo_augment)])
+            chosen = photos.images[pick]
+            if photos.variants is not None:  # the original or one of its jittered re-preprocessings
+                chosen = photos.variants[pick, self.rng.integers(0, photos.variants.shape[1], len(pick))]
+            x = np.concatenate([x, augment_photos(chosen, self.rng, self.cfg.photo_augment)])
             y = np.concatenate([y, photos.labels[pick]])
         return x[..., None].astype("float32"), one_hot(y)
 

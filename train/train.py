@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.runtime.atomic import write_text_atomic
+from fmnist_edge.runtime.backends import cores
 from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
 from fmnist_edge.runtime.formats import TRAINING_RECORD, by_name
 from fmnist_edge.runtime.machine import peak_rss_mb
@@ -28,7 +29,7 @@ from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig
 from fmnist_edge.train.model import PARAM_LIMIT, ModelConfig, count_macs
 from fmnist_edge.train.photo_augment import PhotoAugmentConfig
-from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split
+from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split, with_variants
 from fmnist_edge.train.provenance import git_commit, versions
 
 MODEL_FILE = by_name("keras").filename
@@ -49,6 +50,7 @@ class TrainConfig:
     subset: int | None = None  # train on the first N shuffled images (smoke runs)
     jit_compile: bool = True
     photo_fraction: float = 0.2  # of each batch, when training with photos
+    photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     photo_augment: PhotoAugmentConfig = field(default_factory=PhotoAugmentConfig)
@@ -150,6 +152,9 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
     log(f"preprocessing the photos in {photos} ...")
     photo_train = load_split(photos, TRAIN_SPLIT, log)
     photo_val = load_split(photos, VAL_SPLIT, log)
+    if cfg.photo_variants:
+        log(f"making {cfg.photo_variants} jittered variants of each training photo ...")
+        photo_train = with_variants(photos, photo_train, cfg.photo_variants, cfg.seed, workers=cores())
     labels_file = photos / "labels.csv"
     record["photos"] = {
         "dir": str(photos),
