@@ -1,4 +1,5 @@
-"""The `fmnist-edge` command line: thin commands over the library, errors mapped to exit codes here.
+"""The `fmnist-edge` command line: thin commands over the library; errors become one line and the
+exit code that cli/exits.py's table gives their class.
 
 Heavy packages (TensorFlow, tf2onnx, onnx) are imported inside the commands that use them, so
 `classify` on a device starts fast and never loads TensorFlow.
@@ -11,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from fmnist_edge.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, classify_exit_code
-from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
+from fmnist_edge.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
+from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError, UsageError
 from fmnist_edge.runtime.formats import by_name
 
 app = typer.Typer(
@@ -34,9 +35,10 @@ DataDir = Annotated[
 ]
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def fail(error: FmnistEdgeError, prefix: str = "error: ") -> typer.Exit:
+    """Print `error` as one line on stderr; the exit to raise carries its code from the one table."""
+    typer.echo(f"{prefix}{error}", err=True)
+    return typer.Exit(exit_code(error))
 
 
 def require(module: str, package: str, extra: str) -> None:
@@ -49,7 +51,10 @@ def require(module: str, package: str, extra: str) -> None:
 
 @app.command()
 def data(data_dir: DataDir = None) -> None:
-    """Find Fashion-MNIST, verify the four files' checksums and print the class counts."""
+    """Find Fashion-MNIST, verify the four files' checksums and print the class counts.
+
+    Exit codes: 0 found and verified; 1 a file is missing, corrupt or cannot be downloaded.
+    """
     import numpy as np
 
     from fmnist_edge.runtime.spec import CLASS_NAMES
@@ -58,7 +63,7 @@ def data(data_dir: DataDir = None) -> None:
     try:
         ds = fmnist_data.load(data_dir)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     typer.echo(f"found: {ds.source}")
     for name, digest in ds.sha256.items():
         typer.echo(f"  sha256 ok  {name}  {digest[:16]}…")
@@ -83,7 +88,11 @@ def train(
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Train the compact CNN (best epoch chosen on a validation split; the test set is never used)."""
+    """Train the compact CNN (best epoch chosen on a validation split; the test set is never used).
+
+    Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
+    option, a model in --out without --force, TensorFlow not installed); 130 interrupted.
+    """
     try:
         require("tensorflow", "tensorflow", "train")
         from fmnist_edge.train.train import TrainConfig
@@ -92,10 +101,10 @@ def train(
         cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size)
         record = run_training(cfg, out, data_dir=data_dir, force=force)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted; the best checkpoint so far (if any) is in {out}", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     typer.echo(
         f"best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}; "
         f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
@@ -123,6 +132,10 @@ def export_cmd(
     0.3 pp of the Keras accuracy and agree on >= 99% of top-1 predictions. Writes manifest.json
     beside the models, with sizes, SHA-256 and the measured figures. The shipped models were made
     with `fmnist-edge export artifacts/fmnist_cnn.keras --int8 --force --out artifacts`.
+
+    Exit codes: 0 exported; 1 a model failed parity (nothing was written) or the Fashion-MNIST
+    files are missing; 2 usage error (bad option, missing or unreadable model, existing files
+    without --force, TensorFlow or tf2onnx not installed).
     """
     try:
         require("tensorflow", "tensorflow", "train")
@@ -133,7 +146,7 @@ def export_cmd(
         options = ExportOptions(kinds=kinds, int8=int8, calibration_size=calibration, seed=seed, force=force)
         export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
 
 
 @app.command()
@@ -151,7 +164,11 @@ def evaluate(
     ] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files."""
+    """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files.
+
+    Exit codes: 0 evaluated; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
+    option, missing or unusable model, TensorFlow or matplotlib not installed when needed).
+    """
     from fmnist_edge.runtime.spec import CLASS_NAMES
 
     try:
@@ -164,7 +181,7 @@ def evaluate(
         out_dir = out or model.parent / "report" / (model.stem + ("-mirror-average" if mirror_average else ""))
         result = run(model, out_dir, data_dir=data_dir, threads=threads, plots=plots, mirror_average=mirror_average)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     how = ", averaged with mirror images as classify does" if mirror_average else ""
     typer.echo(f"{model}: test accuracy {100 * result.accuracy:.2f}% on {int(result.confusion.sum())} images{how}")
     if result.mirror_disagreement is not None:
@@ -188,7 +205,8 @@ gets the same answer as one pointing right. Results below the manifest's confide
 are flagged "unsure".
 
 Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
---json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model).
+--json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model,
+interpreter not installed).
 """
 
 
@@ -211,6 +229,8 @@ def classify(
         typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
     ] = None,
 ) -> None:
+    from fmnist_edge.classify import classify_exit_code
+
     raise typer.Exit(classify_exit_code(paths, model=model, backend=backend, threads=threads, top_k=top_k,
                                         json_lines=json_lines, save_input=save_input))
 
@@ -239,7 +259,7 @@ def evaluate_photos(
         classifier = Classifier(model, threads=threads)
         results, errors = run(folder, labels or folder / "labels.csv", classifier)
     except FmnistEdgeError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+        raise fail(exc) from None
     for r in results:
         mark = "ok  " if r.correct else "MISS"
         typer.echo(f"{mark} {r.file:<28} true {CLASS_NAMES[r.true]:<12} predicted {CLASS_NAMES[r.predicted]:<12} "
@@ -271,6 +291,9 @@ grows down the table. The default run takes about half a minute on a 2-core x86 
 When TensorFlow is installed and the float Keras model sits beside the bundled models (a source
 checkout), it is added as a baseline row so the speed-up is visible; --no-keras leaves it out,
 --keras insists on it. A .keras file among PATHS is always benchmarked.
+
+Exit codes: 0 measured; 1 the Fashion-MNIST files (for --accuracy) are missing; 2 usage error (bad
+option, missing or unusable model, no interpreter that can run it).
 """
 
 
@@ -298,7 +321,7 @@ def bench(
     from fmnist_edge.runtime import bench_report
 
     if markdown and json_out:
-        raise fail("choose one of --markdown and --json", EXIT_USAGE)
+        raise fail(UsageError("choose one of --markdown and --json"))
     try:
         model_paths = [p for p in paths or [] if p.suffix != ".keras"]
         keras_paths = [p for p in paths or [] if p.suffix == ".keras"]
@@ -312,7 +335,7 @@ def bench(
                 keras_paths.append(baseline)
         targets += _keras_targets(keras_paths)
         if not targets:
-            raise fail("nothing to benchmark: " + ("; ".join(notes) or "no models"))
+            raise FmnistEdgeError("nothing to benchmark: " + ("; ".join(notes) or "no models"))
         data = None
         if accuracy:
             from fmnist_edge.train import data as fmnist_data
@@ -323,7 +346,7 @@ def bench(
             typer.echo(note, err=True)
         doc = benchmark.run_bench(targets, benchmark.Settings(budget=budget), data, log=_progress)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     if json_out:
         typer.echo(json.dumps(doc, indent=2))
     elif markdown:
@@ -383,7 +406,8 @@ must match and no score may move by more than 1e-4. Also checks that each golden
 PNG, passes through preprocessing unchanged. With --model another file is run and its agreement
 is reported; it is only judged when it is the very file the golden scores came from.
 
-Exit codes: 0 ok; 1 a check failed (or the model cannot run); 2 no golden data installed.
+Exit codes: 0 ok; 1 a check failed, or the golden data is corrupt; 2 usage error (bad option,
+missing or unusable model, no golden data installed).
 """
 
 
@@ -399,15 +423,12 @@ def selftest(
     backend: Annotated[str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
 ) -> None:
-    from fmnist_edge.runtime.errors import MissingGoldenError
     from fmnist_edge.runtime.selftest import run_selftest
 
     try:
         result = run_selftest(model, golden, backend=backend, threads=threads)
-    except MissingGoldenError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
     except FmnistEdgeError as exc:
-        raise fail(f"selftest failed: {exc}") from None
+        raise fail(exc, "selftest failed: " if exit_code(exc) == EXIT_FAILED else "error: ") from None
     if not result.ok:
         typer.echo(result.summary(), err=True)
         raise typer.Exit(EXIT_FAILED)

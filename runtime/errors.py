@@ -1,13 +1,16 @@
-"""Every error a user can cause, in one hierarchy. The CLI maps them to one line and an exit code.
+"""Every error a user can cause, in one hierarchy. The CLI maps them to one line and an exit code
+(the table is `cli/exits.py`; the exit code of each class is shown on the right).
 
-    FmnistEdgeError            base: message is a complete sentence meant for the user
-    ├── DataError              Fashion-MNIST files missing, corrupt, truncated or not downloadable
-    ├── ModelError             model file missing, corrupt, unexpected shape, hash mismatch
-    │   └── MissingGoldenError the selftest's golden data is not installed (exit 2, not a failed test)
-    ├── ImageError             an input image cannot be read or is unusable
-    ├── ExportError            export refused (existing files, failed parity, bad options)
-    │   └── ParityError        a converted model disagrees with its source beyond tolerance
-    └── MissingExtraError      an optional dependency is not installed; names the pip command
+    FmnistEdgeError            base: message is a complete sentence meant for the user        2
+    ├── DataError              Fashion-MNIST files missing, corrupt, truncated or not downloadable  1
+    ├── ModelError             model file missing, corrupt, unexpected shape, hash mismatch   2
+    ├── GoldenError            the selftest's golden data is corrupt or replaced              1
+    │   └── MissingGoldenError the golden data is not installed (not a failed test)           2
+    ├── ImageError             an input image cannot be read or is unusable                   1
+    ├── UsageError             an option's value cannot be honoured (say, an unwritable folder)  2
+    ├── ExportError            export refused (existing files, bad options)                   2
+    │   └── ParityError        a converted model disagrees with its source beyond tolerance   1
+    └── MissingExtraError      an optional dependency is not installed; names the pip command 2
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ class ModelError(FmnistEdgeError):
     pass
 
 
-class MissingGoldenError(ModelError):
+class GoldenError(FmnistEdgeError):
+    pass
+
+
+class MissingGoldenError(GoldenError):
+    pass
+
+
+class UsageError(FmnistEdgeError):
     pass
 
 

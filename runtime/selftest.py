@@ -20,7 +20,7 @@ import numpy as np
 
 from fmnist_edge.runtime.backends import BACKEND_PACKAGES
 from fmnist_edge.runtime.classifier import Classifier
-from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.errors import GoldenError
 from fmnist_edge.runtime.golden import Golden, load_golden
 from fmnist_edge.runtime.machine import package_version
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
@@ -73,7 +73,7 @@ def check_golden_hash(golden: Golden) -> None:
         return
     entry = load_manifest(golden.path.parent).get("golden") or {}
     if entry.get("file") == golden.path.name and entry.get("sha256") != sha256_file(golden.path):
-        raise ModelError(f"{golden.path}: SHA-256 does not match the manifest; the golden data is corrupt or replaced")
+        raise GoldenError(f"{golden.path}: SHA-256 does not match the manifest; the golden data is corrupt or replaced")
 
 
 def preprocess_roundtrip(images: np.ndarray) -> np.ndarray:

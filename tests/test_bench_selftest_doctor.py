@@ -127,7 +127,7 @@ def test_bench_refuses_both_output_formats_and_bad_files_in_one_line(tmp_path: P
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a flatbuffer")
     result = run("bench", broken, "--budget", "0.01")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unusable model is a usage error, as in every command
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.output
 
 

@@ -73,7 +73,7 @@ def test_smoke_training_writes_model_and_record(smoke_run: Path) -> None:
 
 def test_train_refuses_to_overwrite_without_force(smoke_run: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(smoke_run)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--force" in result.output
 
 
