@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from fmnist_edge.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
+from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError, UsageError
 from fmnist_edge.runtime.formats import by_name
 
@@ -217,7 +218,7 @@ def classify(
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime (runs the bundled int8 ONNX).")
+        str, typer.Option(help=f"{registry.choices()} (runs the bundled int8 ONNX).")
     ] = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")
@@ -281,7 +282,8 @@ def evaluate_photos(
 BENCH_HELP = """Latency, throughput, load time and memory of each model on each installed interpreter.
 
 Runs every model in the bundled manifest (or the PATHS given) on every installed backend that
-can run it: .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on onnxruntime; with 1
+can run it (runtime/registry.py): .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on
+onnxruntime; with 1
 thread and with all cores; at batch 1, 32 and 256. Each row is timed after a warm-up, over up to
 1000 calls or --budget seconds, whichever comes first; p50/p90/p99 are per call, and images/s is
 batch / p50. Peak RSS is the bench process's peak (VmHWM) when the row was measured, so it only
@@ -420,7 +422,7 @@ def selftest(
     golden: Annotated[
         Path | None, typer.Option(help="Golden data file.", show_default="bundled golden.npz")
     ] = None,
-    backend: Annotated[str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime.")] = "auto",
+    backend: Annotated[str, typer.Option(help=f"{registry.choices()}.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
 ) -> None:
     from fmnist_edge.runtime.selftest import run_selftest

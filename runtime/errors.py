@@ -15,6 +15,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class FmnistEdgeError(Exception):
     """Base class: str(error) is the one line the CLI prints."""
@@ -59,3 +62,27 @@ class MissingExtraError(FmnistEdgeError):
         install = f'pip install "fmnist-edge[{extra}]"' if extra else f"pip install {package}"
         super().__init__(f"{package} is not installed; this command needs it: {install}{alternatives}")
         self.package = package
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of a foreign exception's message, else its class name.
+
+    Other libraries' messages run to many lines (stack dumps, C++ context); ours are one line,
+    and an empty message must still say something rather than fail while we report the error.
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+@contextlib.contextmanager
+def reraise_as(
+    error: type[FmnistEdgeError], what: str, *foreign: type[BaseException]
+) -> Iterator[None]:
+    """Turn the `foreign` exceptions a library raises inside the block into `error`:
+    "<what> (<their first line>)", without their traceback (the message is the whole story)."""
+    try:
+        yield
+    except foreign as exc:
+        raise error(f"{what} ({first_line(exc)})") from None

@@ -19,13 +19,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist_edge.runtime.backends import BACKEND_MODULES, BACKEND_NAMES, BACKEND_PACKAGES, cores
-
-INSTALL_HINT = {
-    "litert": "pip install ai-edge-litert",
-    "tflite-runtime": "optional; its wheels need numpy<2 and Python <= 3.11",
-    "onnxruntime": 'pip install "fmnist-edge[onnx]"',
-}
+from fmnist_edge.runtime import registry
+from fmnist_edge.runtime.backends import cores
+from fmnist_edge.runtime.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -49,21 +45,21 @@ def package_version(name: str) -> str | None:
 
 def probe(backend: str) -> Interpreter:
     """Import the interpreter module `backend` needs and say whether that worked, and if not why."""
-    module = BACKEND_MODULES[backend]
-    version = package_version(BACKEND_PACKAGES[backend])
-    top = module.split(".")[0]
+    row = registry.row(backend)
+    version = package_version(row.package)
+    top = row.module.split(".")[0]
     if importlib.util.find_spec(top) is None:
-        return Interpreter(backend, module, version, f"not installed ({INSTALL_HINT[backend]})")
+        return Interpreter(backend, row.module, version, f"not installed ({row.install})")
     try:
-        importlib.import_module(module)
+        importlib.import_module(row.module)
     except Exception as exc:  # a broken binary wheel raises ImportError, AttributeError, RuntimeError...
-        lines = str(exc).strip().splitlines()
-        return Interpreter(backend, module, version, f"{type(exc).__name__}: {lines[0] if lines else 'import failed'}")
-    return Interpreter(backend, module, version, None)
+        return Interpreter(backend, row.module, version, f"{type(exc).__name__}: {first_line(exc)}")
+    return Interpreter(backend, row.module, version, None)
 
 
 def probe_all() -> list[Interpreter]:
-    return [probe(name) for name in BACKEND_NAMES]
+    """Every backend in the registry, in its priority order."""
+    return [probe(name) for name in registry.NAMES]
 
 
 def cpu_model() -> str:
@@ -135,5 +131,5 @@ def summary() -> dict[str, object]:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "pillow": package_version("pillow"),
-        **{name: package_version(BACKEND_PACKAGES[name]) for name in BACKEND_NAMES},
+        **{row.name: package_version(row.package) for row in registry.BACKENDS},
     }

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_edge.runtime import CLASS_NAMES, Classifier, ImageError, ModelError, Prediction
-from fmnist_edge.runtime.backends import TFLITE_INTERPRETERS
+from fmnist_edge.runtime import CLASS_NAMES, Classifier, ImageError, ModelError, Prediction, registry
 from fmnist_edge.runtime.classifier import DEFAULT_UNSURE_THRESHOLD
-from fmnist_edge.runtime.errors import DataError
+from fmnist_edge.runtime.errors import DataError, MissingExtraError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import bundled_dir, load_manifest
 from fmnist_edge.runtime.preprocess import preprocess
@@ -93,7 +92,7 @@ def test_default_classifier_loads_the_bundled_int8_tflite_from_the_installed_pac
     assert classifier.path == ARTIFACTS / MANIFEST["default_model"]
     assert classifier.path.suffix == ".tflite"
     assert classifier.path.name == by_name("tflite-int8").filename
-    assert classifier.backend.name in TFLITE_INTERPRETERS
+    assert classifier.backend.name in {r.name for r in registry.for_kind("tflite")}
 
 
 def test_classifies_a_dataset_image_and_a_real_photo(
@@ -179,7 +178,34 @@ def test_classify_takes_a_tuple_like_a_list(classifier: Classifier, photo: Path)
 
 
 def test_backend_auto_means_by_file_type() -> None:
-    assert Classifier(backend="auto").backend.name in TFLITE_INTERPRETERS
+    assert Classifier(backend="auto").backend.name in {r.name for r in registry.for_kind("tflite")}
+
+
+class FakeBackend:
+    """A stand-in for a backend added later (say the pure-numpy interpreter): one registry row."""
+
+    def __init__(self, path: Path, threads: int | None, row: registry.Row) -> None:
+        self.name, self.path = row.name, path
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        return np.zeros((len(pixels), len(CLASS_NAMES)), dtype=np.float32)
+
+
+def test_a_backend_is_one_registry_row_and_auto_takes_the_first_installed_of_the_files_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmnist_edge.runtime.backends import load_backend
+
+    model = ARTIFACTS / by_name("tflite-int8").filename
+    absent = registry.Row("absent", "no_such_module_anywhere", "absent", "tflite", f"{__name__}:FakeBackend", "-")
+    fake = registry.Row("fake", "numpy", "numpy", "tflite", f"{__name__}:FakeBackend", "-")
+    real = registry.row("litert")
+    monkeypatch.setattr(registry, "BACKENDS", (absent, fake, real))
+    assert load_backend(model).name == "fake"  # the first row that imports wins; "absent" is skipped
+    assert load_backend(model, backend="litert").name == "litert"  # a name picks its row
+    monkeypatch.setattr(registry, "BACKENDS", (absent,))
+    with pytest.raises(MissingExtraError, match="absent is not installed"):
+        load_backend(model)
 
 
 def test_an_unreadable_image_raises_image_error_naming_it(classifier: Classifier, tmp_path: Path) -> None:
