@@ -319,8 +319,8 @@ def bench(
 ) -> None:
     import json
 
+    from fmnist_edge import bench_report
     from fmnist_edge.runtime import bench as benchmark
-    from fmnist_edge.runtime import bench_report
 
     if markdown and json_out:
         raise fail(UsageError("choose one of --markdown and --json"))

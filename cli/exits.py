@@ -15,16 +15,14 @@ This module imports only the error classes: `cli/main.py` reads it on the fast `
 
 from __future__ import annotations
 
+from fmnist_edge.common.errors import DataError, ExportError, ParityError
 from fmnist_edge.runtime.errors import (
-    DataError,
-    ExportError,
     FmnistEdgeError,
     GoldenError,
     ImageError,
     MissingExtraError,
     MissingGoldenError,
     ModelError,
-    ParityError,
     UsageError,
 )
 

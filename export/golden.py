@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist_edge.common.atomic import atomic_path
+from fmnist_edge.common.errors import ExportError
 from fmnist_edge.runtime import registry
-from fmnist_edge.runtime.atomic import atomic_path
 from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.errors import ExportError
 from fmnist_edge.runtime.formats import DEFAULT_FORMAT
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
 from fmnist_edge.runtime.machine import package_version

@@ -1,15 +1,16 @@
 """Every error a user can cause, in one hierarchy. The CLI maps them to one line and an exit code
-(the table is `cli/exits.py`; the exit code of each class is shown on the right).
+(the table is `cli/exits.py`; the exit code of each class is shown on the right). The three
+that only training and export raise live in common/errors.py, so the runtime does not carry them.
 
     FmnistEdgeError            base: message is a complete sentence meant for the user        2
-    ├── DataError              Fashion-MNIST files missing, corrupt, truncated or not downloadable  1
+    ├── DataError (common)     Fashion-MNIST files missing, corrupt, truncated or not downloadable  1
     ├── ModelError             model file missing, corrupt, unexpected shape, hash mismatch   2
     ├── GoldenError            the selftest's golden data is corrupt or replaced              1
     │   └── MissingGoldenError the golden data is not installed (not a failed test)           2
     ├── ImageError             an input image cannot be read or is unusable                   1
     ├── UsageError             an option's value cannot be honoured (say, an unwritable folder)  2
-    ├── ExportError            export refused (existing files, bad options)                   2
-    │   └── ParityError        a converted model disagrees with its source beyond tolerance   1
+    ├── ExportError (common)   export refused (existing files, bad options)                   2
+    │   └── ParityError (common) a converted model disagrees with its source beyond tolerance   1
     └── MissingExtraError      an optional dependency is not installed; names the pip command 2
 """
 
@@ -21,10 +22,6 @@ from collections.abc import Iterator
 
 class FmnistEdgeError(Exception):
     """Base class: str(error) is the one line the CLI prints."""
-
-
-class DataError(FmnistEdgeError):
-    pass
 
 
 class ModelError(FmnistEdgeError):
@@ -44,14 +41,6 @@ class UsageError(FmnistEdgeError):
 
 
 class ImageError(FmnistEdgeError):
-    pass
-
-
-class ExportError(FmnistEdgeError):
-    pass
-
-
-class ParityError(ExportError):
     pass
 
 

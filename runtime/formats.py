@@ -25,7 +25,6 @@ FORMATS: tuple[Format, ...] = (
     Format("onnx-fp32", "onnx", "fp32", f"{MODEL_STEM}_fp32.onnx"),
     Format("onnx-int8", "onnx", "int8", f"{MODEL_STEM}_int8.onnx"),
 )
-TRAINING_RECORD = f"{MODEL_STEM}.training.json"  # train writes it beside the .keras; export and evaluate find it there
 EXPORTED = tuple(f for f in FORMATS if f.kind != "keras")
 DEFAULT_FORMAT = "tflite-int8"  # the bundled default: what classify runs, what the golden scores come from
 

@@ -19,10 +19,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from fmnist_edge.app import app
+from fmnist_edge.bench_report import markdown, rich_table
 from fmnist_edge.export.golden import golden_entry, golden_indices, write_golden
 from fmnist_edge.runtime import bench
 from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.bench_report import markdown, rich_table
 from fmnist_edge.runtime.doctor import known_problems
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
@@ -241,7 +241,7 @@ def test_known_bad_combinations_are_warned_about(change: dict, expected: str) ->
 
 IMPORTS = """
 import sys
-import fmnist_edge.runtime.bench, fmnist_edge.runtime.bench_report, fmnist_edge.runtime.doctor
+import fmnist_edge.runtime.bench, fmnist_edge.bench_report, fmnist_edge.runtime.doctor
 import fmnist_edge.runtime.selftest
 print(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1:] or m in sys.argv[1:]))
 """

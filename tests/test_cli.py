@@ -14,14 +14,15 @@ from typer.testing import CliRunner
 
 from fmnist_edge import exits
 from fmnist_edge.app import app
+from fmnist_edge.common import errors as common_errors
 from fmnist_edge.runtime import errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def error_classes() -> list[type[errors.FmnistEdgeError]]:
-    """Every error class the package defines (they all live in runtime/errors.py)."""
-    return [cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+    """Every error class the package defines: runtime/errors.py's and common/errors.py's."""
+    return [cls for module in (errors, common_errors) for _, cls in inspect.getmembers(module, inspect.isclass)
             if issubclass(cls, errors.FmnistEdgeError)]
 
 
@@ -47,13 +48,13 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_table_maps_each_error_class_to_its_documented_code(name: str) -> None:
-    cls = getattr(errors, name)
+    cls = getattr(errors, name, None) or getattr(common_errors, name)
     error = cls("x", None) if cls is errors.MissingExtraError else cls("x")
     assert exits.exit_code(error) == EXPECTED[name]
 
 
 def test_an_unlisted_subclass_takes_its_nearest_base_class_code() -> None:
-    class LaterParityError(errors.ParityError):
+    class LaterParityError(common_errors.ParityError):
         pass
 
     assert exits.exit_code(LaterParityError("x")) == exits.EXIT_FAILED

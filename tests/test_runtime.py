@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist_edge.common.errors import DataError
 from fmnist_edge.runtime import CLASS_NAMES, Classifier, ImageError, ModelError, Prediction, registry
 from fmnist_edge.runtime.classifier import DEFAULT_UNSURE_THRESHOLD
-from fmnist_edge.runtime.errors import DataError, MissingExtraError
+from fmnist_edge.runtime.errors import MissingExtraError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import bundled_dir, load_manifest
 from fmnist_edge.runtime.preprocess import preprocess

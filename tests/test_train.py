@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
-from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.train.augment import AugmentConfig, augment_batch
 from fmnist_edge.train.model import PARAM_LIMIT
