@@ -7,6 +7,8 @@ scores stored at export time, so they need no TensorFlow and run in seconds.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,35 @@ def test_smoke_export_writes_golden_data_for_selftest(smoke_export) -> None:
     assert manifest["golden"] == {"file": "golden.npz", "sha256": sha256_file(out / "golden.npz"), "images": 100}
     result = run_selftest(out / "fmnist_cnn_int8.tflite", out / "golden.npz")
     assert result.ok and result.same_model, result.summary()
+
+
+def test_the_export_command_writes_a_parity_checked_model_then_refuses_to_replace_it(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    # One float format keeps this fast; the CLI's parity tolerances are the shipped ones (no TINY).
+    from typer.testing import CliRunner
+
+    from fmnist_edge.app import app
+
+    args = ["export", str(smoke_run / "fmnist_cnn.keras"), "--formats", "tflite", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("[1/4] loading ") and "tflite-fp32" in result.stdout
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [m["file"] for m in manifest["models"]] == ["fmnist_cnn_fp32.tflite"]
+    assert sha256_file(tmp_path / "fmnist_cnn_fp32.tflite") == manifest["models"][0]["sha256"]
+    assert manifest["default_model"] is None  # no int8 TFLite was made, so classify needs --model
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2
+    assert again.stderr.strip().endswith("already exist; pass --force to replace them")
+
+
+def test_the_readmes_model_table_is_the_manifest() -> None:
+    # The README's table is printed by scripts/manifest_table.py; re-exporting without pasting it fails here.
+    root = Path(__file__).resolve().parent.parent
+    table = subprocess.run([sys.executable, "scripts/manifest_table.py", "artifacts/manifest.json"], cwd=root,
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert table.strip() in (root / "README.md").read_text(encoding="utf-8")
 
 
 def test_export_refuses_to_overwrite_without_force(smoke_run: Path, smoke_export) -> None:
