@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from fmnist_edge.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
+from fmnist_edge.quiet import quiet_unless_verbose
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError, UsageError
 from fmnist_edge.runtime.formats import by_name
@@ -29,11 +30,32 @@ app = typer.Typer(
 TRAIN_OUT = Path("runs/train")  # where `train` writes by default, so `export` finds it there by default
 TRAINED_MODEL = TRAIN_OUT / by_name("keras").filename
 
+Verbose = Annotated[
+    bool, typer.Option("--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")
+]
+
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Folder with the four Fashion-MNIST .gz files.",
                  show_default="$FMNIST_EDGE_DATA, the user cache, /usr/share/datasets/fashion-mnist, download"),
 ]
+
+
+def _version(show: bool) -> None:
+    if show:
+        from fmnist_edge import __version__
+
+        typer.echo(f"fmnist-edge {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train, quantize and ship a compact Fashion-MNIST classifier to small CPU devices."""
 
 
 def fail(error: FmnistEdgeError, prefix: str = "error: ") -> typer.Exit:
@@ -77,6 +99,7 @@ def data(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+@quiet_unless_verbose
 def train(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
@@ -88,6 +111,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1)] = 128,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     data_dir: DataDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Train the compact CNN (best epoch chosen on a validation split; the test set is never used).
 
@@ -114,6 +138,7 @@ def train(
 
 
 @app.command("export")
+@quiet_unless_verbose
 def export_cmd(
     model: Annotated[
         Path, typer.Argument(help="Trained Keras model; its training record is read from beside it.")
@@ -125,6 +150,7 @@ def export_cmd(
     seed: Annotated[int, typer.Option(help="Seed for picking calibration images.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace existing exported models.")] = False,
     data_dir: DataDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Export to float TFLite and ONNX (and int8 with --int8); refuse any model that fails parity.
 
@@ -151,6 +177,7 @@ def export_cmd(
 
 
 @app.command()
+@quiet_unless_verbose
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx model.")],
     out: Annotated[
@@ -164,6 +191,7 @@ def evaluate(
                      "image) instead of the model alone; the report folder name gets -mirror-average."),
     ] = False,
     data_dir: DataDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files.
 

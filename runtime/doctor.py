@@ -140,6 +140,7 @@ def run_doctor() -> DoctorReport:
         ("numpy", np.__version__),
         ("Pillow", machine.package_version("pillow") or "not installed"),
         ("cpu", f"{machine.cores()} cores, {machine.cpu_model()}"),
+        ("int8 cpu", machine.int8_summary(machine.int8_features(machine.cpuinfo()))),
         ("memory", memory),
     ]
 

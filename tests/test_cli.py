@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,69 @@ def test_every_command_documents_its_exit_codes(command: str) -> None:
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())  # the help is re-wrapped to the terminal's width
     assert "Exit codes: 0" in text or "Exit 0" in text, text
+
+
+def test_version_is_the_installed_distributions() -> None:
+    import importlib.metadata
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"fmnist-edge {importlib.metadata.version('fmnist-edge')}\n"
+
+
+QUIET_SCRIPT = """
+import os, sys
+from fmnist_edge.quiet import tensorflow_logs
+with tensorflow_logs("--verbose" in sys.argv):
+    os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on\\n")  # as TensorFlow's C++ writes
+    print("error: ours", file=sys.stderr)
+print(os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_native_log_lines_are_hidden_unless_verbose_and_our_errors_never_are(verbose: bool) -> None:
+    flag = ["--verbose"] if verbose else []
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", QUIET_SCRIPT, *flag], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    native = ["I0000 port.cc:153] oneDNN custom operations are on"] if verbose else []
+    assert result.stderr.splitlines() == [*native, "error: ours"]
+    assert result.stdout.strip() == ("None" if verbose else "3")  # set before TensorFlow is imported
+
+
+@pytest.mark.parametrize("command", ["train", "export", "evaluate"])
+def test_the_tensorflow_commands_take_verbose(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert "--verbose" in result.stdout
+
+
+# --- without TensorFlow ---------------------------------------------------------------------------
+
+BLOCK_TENSORFLOW = """
+import sys
+for name in ("tensorflow", "keras", "tf2onnx"):
+    sys.modules[name] = None  # as if not installed: import raises, importlib.util.find_spec says None
+from fmnist_edge.main import main
+sys.argv = ["fmnist-edge", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "--epochs", "1"], ["export"], ["evaluate", "artifacts/fmnist_cnn.keras"], ["bench", "--keras"]],
+    ids=lambda args: args[0],
+)
+def test_without_tensorflow_a_command_that_needs_it_says_what_to_install_in_one_line(args: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW, *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        'error: tensorflow is not installed; this command needs it: pip install "fmnist-edge[train]"'
+    ]
 
 
 # --- imports --------------------------------------------------------------------------------------
