@@ -330,3 +330,25 @@ def test_a_photo_becomes_a_28x28_light_item_on_a_dark_background(photo: Path, tm
     assert pixels.max() > 128, "the item should be light"
     # What --save-input writes is then itself a dataset-like input: classifying it gives the same answer.
     np.testing.assert_array_equal(preprocess(save_png(pixels, tmp_path / "seen.png")), pixels)
+
+
+# --- foreign errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("foreign", "shown"),
+    [(ValueError("bad flatbuffer\n  at offset 12\n  ..."), "bad flatbuffer"), (ValueError(""), "ValueError"),
+     (RuntimeError("\n\n  second line only"), "second line only")],
+    ids=["multi-line", "empty", "leading-blank-lines"],
+)
+def test_a_foreign_error_becomes_ours_in_one_line_even_with_an_empty_message(
+    foreign: Exception, shown: str
+) -> None:
+    # An empty message once raised IndexError while the error was being reported.
+    from fmnist_edge.runtime.errors import reraise_as
+
+    with pytest.raises(ModelError) as caught, reraise_as(ModelError, "m.tflite: not a valid model", ValueError,
+                                                          RuntimeError):
+        raise foreign
+    assert str(caught.value) == f"m.tflite: not a valid model ({shown})"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
