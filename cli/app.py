@@ -1,4 +1,5 @@
-"""The `fmnist-edge` command line: thin commands over the library, errors mapped to exit codes here.
+"""The `fmnist-edge` command line: thin commands over the library; errors become one line and the
+exit code that cli/exits.py's table gives their class.
 
 Heavy packages (TensorFlow, tf2onnx, onnx) are imported inside the commands that use them, so
 `classify` on a device starts fast and never loads TensorFlow.
@@ -11,8 +12,10 @@ from typing import Annotated
 
 import typer
 
-from fmnist_edge.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, classify_exit_code
-from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
+from fmnist_edge.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_code
+from fmnist_edge.quiet import quiet_unless_verbose
+from fmnist_edge.runtime import registry
+from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError, UsageError
 from fmnist_edge.runtime.formats import by_name
 
 app = typer.Typer(
@@ -27,6 +30,10 @@ app = typer.Typer(
 TRAIN_OUT = Path("runs/train")  # where `train` writes by default, so `export` finds it there by default
 TRAINED_MODEL = TRAIN_OUT / by_name("keras").filename
 
+Verbose = Annotated[
+    bool, typer.Option("--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")
+]
+
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Folder with the four Fashion-MNIST .gz files.",
@@ -34,9 +41,27 @@ DataDir = Annotated[
 ]
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _version(show: bool) -> None:
+    if show:
+        from fmnist_edge import __version__
+
+        typer.echo(f"fmnist-edge {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train, quantize and ship a compact Fashion-MNIST classifier to small CPU devices."""
+
+
+def fail(error: FmnistEdgeError, prefix: str = "error: ") -> typer.Exit:
+    """Print `error` as one line on stderr; the exit to raise carries its code from the one table."""
+    typer.echo(f"{prefix}{error}", err=True)
+    return typer.Exit(exit_code(error))
 
 
 def require(module: str, package: str, extra: str) -> None:
@@ -49,7 +74,10 @@ def require(module: str, package: str, extra: str) -> None:
 
 @app.command()
 def data(data_dir: DataDir = None) -> None:
-    """Find Fashion-MNIST, verify the four files' checksums and print the class counts."""
+    """Find Fashion-MNIST, verify the four files' checksums and print the class counts.
+
+    Exit codes: 0 found and verified; 1 a file is missing, corrupt or cannot be downloaded.
+    """
     import numpy as np
 
     from fmnist_edge.runtime.spec import CLASS_NAMES
@@ -58,7 +86,7 @@ def data(data_dir: DataDir = None) -> None:
     try:
         ds = fmnist_data.load(data_dir)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     typer.echo(f"found: {ds.source}")
     for name, digest in ds.sha256.items():
         typer.echo(f"  sha256 ok  {name}  {digest[:16]}…")
@@ -90,14 +118,15 @@ def fetch_photos_cmd(
     try:
         folder = fetch_photos(out, log=_progress)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted; run the command again to resume into {out}", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     typer.echo(f"photos ready: fmnist-edge train --photos {folder}")
 
 
 @app.command()
+@quiet_unless_verbose
 def train(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
@@ -119,6 +148,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=2)] = 128,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     data_dir: DataDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Train the compact CNN (best epoch chosen on validation data; the test set is never used).
 
@@ -126,6 +156,9 @@ def train(
     `fmnist-edge train --init artifacts/fmnist_cnn.keras --photos PHOTOS --epochs 4 --lr 0.05 --out runs/photo`
     (see the README). With --photos, a bad labels file or a missing photo stops before training starts;
     an unreadable photo is skipped and counted in the training record.
+
+    Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
+    option, a bad --photos folder, a model in --out without --force, TensorFlow not installed); 130 interrupted.
     """
     try:
         require("tensorflow", "tensorflow", "train")
@@ -136,10 +169,10 @@ def train(
                           photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0)
         record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=_progress)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted; the best checkpoint so far (if any) is in {out}", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     photo = (f", photo val {record['best_photo_val_accuracy']:.4f}"
              if record.get("best_photo_val_accuracy") is not None else "")
     typer.echo(
@@ -150,6 +183,7 @@ def train(
 
 
 @app.command("export")
+@quiet_unless_verbose
 def export_cmd(
     model: Annotated[
         Path, typer.Argument(help="Trained Keras model; its training record is read from beside it.")
@@ -166,6 +200,7 @@ def export_cmd(
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace existing exported models.")] = False,
     data_dir: DataDir = None,
+    verbose: Verbose = False,
 ) -> None:
     """Export to float TFLite and ONNX (and int8 with --int8); refuse any model that fails parity.
 
@@ -174,6 +209,10 @@ def export_cmd(
     0.3 pp of the Keras accuracy and agree on >= 99% of top-1 predictions. Writes manifest.json
     beside the models, with sizes, SHA-256 and the measured figures. The shipped models were made
     with `fmnist-edge export artifacts/fmnist_cnn.keras --int8 --force --out artifacts`.
+
+    Exit codes: 0 exported; 1 a model failed parity (nothing was written) or the Fashion-MNIST
+    files are missing; 2 usage error (bad option, missing or unreadable model, existing files
+    without --force, TensorFlow or tf2onnx not installed).
     """
     try:
         require("tensorflow", "tensorflow", "train")
@@ -185,10 +224,11 @@ def export_cmd(
                                 photos=photos)
         export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
 
 
 @app.command()
+@quiet_unless_verbose
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras, .tflite or .onnx model.")],
     out: Annotated[
@@ -202,8 +242,13 @@ def evaluate(
                      "image) instead of the model alone; the report folder name gets -mirror-average."),
     ] = False,
     data_dir: DataDir = None,
+    verbose: Verbose = False,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files."""
+    """Accuracy, per-class precision/recall/F1 and confusions on the full 10k test set, plus report files.
+
+    Exit codes: 0 evaluated; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
+    option, missing or unusable model, TensorFlow or matplotlib not installed when needed).
+    """
     from fmnist_edge.runtime.spec import CLASS_NAMES
 
     try:
@@ -216,7 +261,7 @@ def evaluate(
         out_dir = out or model.parent / "report" / (model.stem + ("-mirror-average" if mirror_average else ""))
         result = run(model, out_dir, data_dir=data_dir, threads=threads, plots=plots, mirror_average=mirror_average)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     how = ", averaged with mirror images as classify does" if mirror_average else ""
     typer.echo(f"{model}: test accuracy {100 * result.accuracy:.2f}% on {int(result.confusion.sum())} images{how}")
     if result.mirror_disagreement is not None:
@@ -240,7 +285,8 @@ gets the same answer as one pointing right. Results below the manifest's confide
 are flagged "unsure".
 
 Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
---json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model).
+--json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model,
+interpreter not installed).
 """
 
 
@@ -251,7 +297,7 @@ def classify(
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime (runs the bundled int8 ONNX).")
+        str, typer.Option(help=f"{registry.choices()} (runs the bundled int8 ONNX).")
     ] = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")
@@ -263,6 +309,8 @@ def classify(
         typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
     ] = None,
 ) -> None:
+    from fmnist_edge.classify import classify_exit_code
+
     raise typer.Exit(classify_exit_code(paths, model=model, backend=backend, threads=threads, top_k=top_k,
                                         json_lines=json_lines, save_input=save_input))
 
@@ -309,7 +357,7 @@ def evaluate_photos(
         classifier = Classifier(model, threads=threads)
         summary = run(folder, labels or folder / "labels.csv", classifier, split=split)
     except FmnistEdgeError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
+        raise fail(exc) from None
     for message in summary.unreadable:
         typer.echo(f"error: {message}", err=True)
     report = out or Path("report") / ("photos-" + folder.resolve().name + (f"-{split}" if split else ""))
@@ -345,7 +393,8 @@ def evaluate_photos(
 BENCH_HELP = """Latency, throughput, load time and memory of each model on each installed interpreter.
 
 Runs every model in the bundled manifest (or the PATHS given) on every installed backend that
-can run it: .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on onnxruntime; with 1
+can run it (runtime/registry.py): .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on
+onnxruntime; with 1
 thread and with all cores; at batch 1, 32 and 256. Each row is timed after a warm-up, over up to
 1000 calls or --budget seconds, whichever comes first; p50/p90/p99 are per call, and images/s is
 batch / p50. Peak RSS is the bench process's peak (VmHWM) when the row was measured, so it only
@@ -355,6 +404,9 @@ grows down the table. The default run takes about half a minute on a 2-core x86 
 When TensorFlow is installed and the float Keras model sits beside the bundled models (a source
 checkout), it is added as a baseline row so the speed-up is visible; --no-keras leaves it out,
 --keras insists on it. A .keras file among PATHS is always benchmarked.
+
+Exit codes: 0 measured; 1 the Fashion-MNIST files (for --accuracy) are missing; 2 usage error (bad
+option, missing or unusable model, no interpreter that can run it).
 """
 
 
@@ -378,11 +430,11 @@ def bench(
 ) -> None:
     import json
 
+    from fmnist_edge import bench_report
     from fmnist_edge.runtime import bench as benchmark
-    from fmnist_edge.runtime import bench_report
 
     if markdown and json_out:
-        raise fail("choose one of --markdown and --json", EXIT_USAGE)
+        raise fail(UsageError("choose one of --markdown and --json"))
     try:
         model_paths = [p for p in paths or [] if p.suffix != ".keras"]
         keras_paths = [p for p in paths or [] if p.suffix == ".keras"]
@@ -396,7 +448,7 @@ def bench(
                 keras_paths.append(baseline)
         targets += _keras_targets(keras_paths)
         if not targets:
-            raise fail("nothing to benchmark: " + ("; ".join(notes) or "no models"))
+            raise FmnistEdgeError("nothing to benchmark: " + ("; ".join(notes) or "no models"))
         data = None
         if accuracy:
             from fmnist_edge.train import data as fmnist_data
@@ -407,7 +459,7 @@ def bench(
             typer.echo(note, err=True)
         doc = benchmark.run_bench(targets, benchmark.Settings(budget=budget), data, log=_progress)
     except FmnistEdgeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     if json_out:
         typer.echo(json.dumps(doc, indent=2))
     elif markdown:
@@ -467,7 +519,8 @@ must match and no score may move by more than 1e-4. Also checks that each golden
 PNG, passes through preprocessing unchanged. With --model another file is run and its agreement
 is reported; it is only judged when it is the very file the golden scores came from.
 
-Exit codes: 0 ok; 1 a check failed (or the model cannot run); 2 no golden data installed.
+Exit codes: 0 ok; 1 a check failed, or the golden data is corrupt; 2 usage error (bad option,
+missing or unusable model, no golden data installed).
 """
 
 
@@ -480,18 +533,15 @@ def selftest(
     golden: Annotated[
         Path | None, typer.Option(help="Golden data file.", show_default="bundled golden.npz")
     ] = None,
-    backend: Annotated[str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime.")] = "auto",
+    backend: Annotated[str, typer.Option(help=f"{registry.choices()}.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
 ) -> None:
-    from fmnist_edge.runtime.errors import MissingGoldenError
     from fmnist_edge.runtime.selftest import run_selftest
 
     try:
         result = run_selftest(model, golden, backend=backend, threads=threads)
-    except MissingGoldenError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
     except FmnistEdgeError as exc:
-        raise fail(f"selftest failed: {exc}") from None
+        raise fail(exc, "selftest failed: " if exit_code(exc) == EXIT_FAILED else "error: ") from None
     if not result.ok:
         typer.echo(result.summary(), err=True)
         raise typer.Exit(EXIT_FAILED)

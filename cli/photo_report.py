@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.runtime.errors import ImageError
 from fmnist_edge.runtime.photo_eval import PhotoSummary
 from fmnist_edge.runtime.preprocess import open_image

@@ -11,16 +11,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.atomic import atomic_path
-from fmnist_edge.runtime.backends import BACKEND_PACKAGES, load_backend
-from fmnist_edge.runtime.errors import ExportError
+from fmnist_edge.common.atomic import atomic_path
+from fmnist_edge.common.errors import ExportError
+from fmnist_edge.runtime import registry
+from fmnist_edge.runtime.backends import load_backend
+from fmnist_edge.runtime.formats import DEFAULT_FORMAT
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
 from fmnist_edge.runtime.machine import package_version
 from fmnist_edge.runtime.manifest import sha256_file
 from fmnist_edge.runtime.spec import NUM_CLASSES
 
 PER_CLASS = 10
-GOLDEN_FORMAT = "tflite-int8"  # the model the golden scores come from: the bundled default
+GOLDEN_FORMAT = DEFAULT_FORMAT  # the golden scores come from the bundled default model
 
 
 def golden_indices(labels: np.ndarray, per_class: int = PER_CLASS) -> np.ndarray:
@@ -45,7 +47,7 @@ def write_golden(out_dir: Path, images: np.ndarray, labels: np.ndarray, int8_tfl
     chosen = np.ascontiguousarray(images[pick])
     scores = backend.run(chosen[..., None]).astype(np.float32)
     target = Path(out_dir) / GOLDEN_FILE
-    version = package_version(BACKEND_PACKAGES[backend.name])
+    version = package_version(registry.row(backend.name).package)
     with atomic_path(target) as tmp, tmp.open("wb") as fh:
         np.savez_compressed(
             fh,

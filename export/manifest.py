@@ -7,10 +7,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from fmnist_edge.common.atomic import write_text_atomic
+from fmnist_edge.common.keras_model import TRAINING_RECORD
 from fmnist_edge.export.golden import GOLDEN_FORMAT, golden_entry
 from fmnist_edge.export.parity import ParityReport, Tolerance
-from fmnist_edge.runtime.atomic import write_text_atomic
-from fmnist_edge.runtime.formats import DEFAULT_FORMAT, TRAINING_RECORD, Format, by_name
+from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, sha256_file
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 from fmnist_edge.train.provenance import git_commit, versions

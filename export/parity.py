@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fmnist_edge.runtime.errors import ParityError
+from fmnist_edge.common.errors import ParityError
 
 FLOAT_MAX_ABS_DIFF = 1e-3
 FLOAT_MIN_AGREEMENT = 1.0

@@ -17,17 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from fmnist_edge.common.atomic import write_bytes_atomic
+from fmnist_edge.common.errors import ExportError
+from fmnist_edge.common.keras_model import TRAINING_RECORD, load_keras_model
 from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
 from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry, write_manifest
 from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
-from fmnist_edge.runtime.atomic import write_bytes_atomic
-from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.errors import ExportError, ModelError
-from fmnist_edge.runtime.formats import EXPORTED, TRAINING_RECORD, Format, by_name
+from fmnist_edge.runtime.backends import load_backend, run_batched
+from fmnist_edge.runtime.formats import EXPORTED, Format, by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE
 from fmnist_edge.runtime.manifest import MANIFEST_FILE
 from fmnist_edge.train import data as fmnist_data
@@ -64,10 +66,6 @@ def calibration_images(images: np.ndarray, size: int, seed: int) -> np.ndarray:
     return images[np.sort(pick)][..., None]
 
 
-def run_scores(score: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int) -> np.ndarray:
-    return np.concatenate([score(images[i : i + batch]) for i in range(0, len(images), batch)])
-
-
 def export(
     model_path: Path,
     out_dir: Path,
@@ -78,84 +76,37 @@ def export(
     """Export `model_path` (.keras) to `out_dir`; returns the manifest that was written."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     todo = targets(options)
-    if not options.force:
-        existing = [str(out_dir / f.filename) for f in todo if (out_dir / f.filename).exists()]
-        if existing:
-            raise ExportError(f"{', '.join(existing)} already exist; pass --force to replace them")
-    if not model_path.is_file():
-        raise ModelError(f"model file not found: {model_path}")
-
+    _refuse_existing(out_dir, todo, options.force)
     started = time.time()
     step = _Steps(len(todo) + 3, log)
-    import keras
 
     step(f"loading {model_path}")
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file
-        raise ModelError(f"{model_path}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
+    model = load_keras_model(model_path)
     ds = fmnist_data.load(data_dir)
-    test_x, test_y = ds.test_images[..., None], ds.test_labels
-    calibration = calibration_images(ds.train_images, options.calibration_size, options.seed)
+    test = LabelledImages(ds.test_images[..., None], ds.test_labels)
 
     step("scoring the 10k test images with the Keras model (the parity reference)")
-    reference = run_scores(
-        lambda x: model(x.astype(np.float32), training=False).numpy(), test_x, options.batch_size
-    )
-    keras_accuracy = float((reference.argmax(1) == test_y).mean())
+    reference = run_batched(lambda x: model(x.astype(np.float32), training=False).numpy(), test.pixels,
+                            options.batch_size)
+    keras_accuracy = float((reference.argmax(1) == test.labels).mean())
     log(f"    Keras test accuracy {100 * keras_accuracy:.2f}%")
 
-    staged: list[tuple[Format, Path, parity.ParityReport]] = []
     with tempfile.TemporaryDirectory(prefix="fmnist-edge-export-") as tmp:
-        tmp_dir = Path(tmp)
-        sm_dir = None
-        fp32_onnx = None
+        staging = Path(tmp)
+        convert_to = _Converter(model, calibration_images(ds.train_images, options.calibration_size, options.seed),
+                                staging)
+        staged = []
         for fmt in todo:
             step(f"converting {fmt.name}")
-            t0 = time.time()
-            metadata = model_metadata(fmt.precision)
-            if fmt.kind == "tflite":
-                sm_dir = sm_dir or convert.saved_model(model, tmp_dir / "saved_model")
-                raw = (
-                    convert.tflite_int8(sm_dir, calibration)
-                    if fmt.precision == "int8"
-                    else convert.tflite_fp32(sm_dir)
-                )
-                blob = add_to_tflite(raw, metadata)
-            else:
-                import onnx
-
-                fp32_onnx = fp32_onnx or convert.onnx_fp32(model)
-                proto = convert.onnx_int8(fp32_onnx, calibration) if fmt.precision == "int8" else fp32_onnx
-                add_to_onnx(proto, metadata)
-                onnx.checker.check_model(proto, full_check=True)
-                blob = proto.SerializeToString()
-            staged_path = tmp_dir / fmt.filename
-            staged_path.write_bytes(blob)
-            backend = load_backend(staged_path, threads=None)
-            scores = run_scores(backend.run, test_x, options.batch_size)
-            report = parity.compare(fmt.name, scores, reference, test_y, options.tolerance(fmt.precision))
-            log(f"    {report.summary()}  [{time.time() - t0:.0f}s, {len(blob) / 1024:.0f} KiB]")
-            parity.require(report)
-            staged.append((fmt, staged_path, report))
-
+            staged.append(_convert_and_check(fmt, convert_to, staging, test, reference, options, log))
         # Everything derived from the new models is staged too, so that once files start to move
         # into out_dir nothing slow or fallible is left before the manifest that lists them.
-        unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, tmp_dir)
-        published = [fmt.filename for fmt, _, _ in staged]
-        if (tmp_dir / PHOTO_INPUTS_FILE).is_file():
+        unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, staging)
+        published = _stage_derived(staging, staged, test, reference)
+        if (staging / PHOTO_INPUTS_FILE).is_file():
             published.append(PHOTO_INPUTS_FILE)
-        if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
-            write_golden(tmp_dir, ds.test_images, test_y, tmp_dir / by_name(GOLDEN_FORMAT).filename)
-            published.append(GOLDEN_FILE)
-        with (tmp_dir / REFERENCE_FILE).open("wb") as fh:
-            np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test_y)
-        published.append(REFERENCE_FILE)
-
         step(f"writing {len(staged)} models and {MANIFEST_FILE} to {out_dir}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in published:
-            write_bytes_atomic(out_dir / name, (tmp_dir / name).read_bytes())
+        _publish(staging, out_dir, published)
     entries = [file_entry(out_dir, fmt, report, options.tolerance(fmt.precision)) for fmt, _, report in staged]
     manifest = build_manifest(
         out_dir, model_path, keras_accuracy, entries, options, data_sha256=ds.sha256, unsure=unsure
@@ -165,7 +116,100 @@ def export(
     return manifest
 
 
-def _calibrate_unsure(staged, ds, model_path: Path, log: Callable[[str], None],
+@dataclass(frozen=True)
+class LabelledImages:
+    pixels: np.ndarray  # uint8 [10000, 28, 28, 1]
+    labels: np.ndarray
+
+
+Staged = tuple[Format, Path, parity.ParityReport]  # a converted model in the staging folder, and its parity
+
+
+def _refuse_existing(out_dir: Path, todo: list[Format], force: bool) -> None:
+    """Before any slow work: an existing model is replaced only with --force."""
+    if force:
+        return
+    existing = [str(out_dir / f.filename) for f in todo if (out_dir / f.filename).exists()]
+    if existing:
+        raise ExportError(f"{', '.join(existing)} already exist; pass --force to replace them")
+
+
+class _Converter:
+    """Turns the Keras model into each format's bytes, with metadata embedded; the SavedModel and
+    the float ONNX graph are built once and shared by the float and int8 conversions."""
+
+    def __init__(self, model: Any, calibration: np.ndarray, work_dir: Path) -> None:
+        self.model, self.calibration, self.work_dir = model, calibration, work_dir
+        self._saved_model: Path | None = None
+        self._onnx_fp32: Any = None
+
+    def __call__(self, fmt: Format) -> bytes:
+        metadata = model_metadata(fmt.precision)
+        if fmt.kind == "tflite":
+            return add_to_tflite(self._tflite(fmt.precision), metadata)
+        return self._onnx(fmt.precision, metadata)
+
+    def _tflite(self, precision: str) -> bytes:
+        if self._saved_model is None:
+            self._saved_model = convert.saved_model(self.model, self.work_dir / "saved_model")
+        if precision == "int8":
+            return convert.tflite_int8(self._saved_model, self.calibration)
+        return convert.tflite_fp32(self._saved_model)
+
+    def _onnx(self, precision: str, metadata: dict) -> bytes:
+        import onnx
+
+        if self._onnx_fp32 is None:
+            self._onnx_fp32 = convert.onnx_fp32(self.model)
+        proto = convert.onnx_int8(self._onnx_fp32, self.calibration) if precision == "int8" else self._onnx_fp32
+        add_to_onnx(proto, metadata)
+        onnx.checker.check_model(proto, full_check=True)
+        return proto.SerializeToString()
+
+
+def _convert_and_check(
+    fmt: Format,
+    convert_to: _Converter,
+    staging: Path,
+    test: LabelledImages,
+    reference: np.ndarray,
+    options: ExportOptions,
+    log: Callable[[str], None],
+) -> Staged:
+    """Convert one format into the staging folder and check it, through the runtime's own backend,
+    against the Keras scores; ParityError leaves out_dir untouched."""
+    t0 = time.time()
+    blob = convert_to(fmt)
+    staged_path = staging / fmt.filename
+    staged_path.write_bytes(blob)
+    scores = run_batched(load_backend(staged_path, threads=None).run, test.pixels, options.batch_size)
+    report = parity.compare(fmt.name, scores, reference, test.labels, options.tolerance(fmt.precision))
+    log(f"    {report.summary()}  [{time.time() - t0:.0f}s, {len(blob) / 1024:.0f} KiB]")
+    parity.require(report)
+    return fmt, staged_path, report
+
+
+def _stage_derived(staging: Path, staged: list[Staged], test: LabelledImages, reference: np.ndarray) -> list[str]:
+    """Write the golden data (when the default model was exported) and the Keras reference scores
+    beside the staged models; returns every file name to publish."""
+    published = [fmt.filename for fmt, _, _ in staged]
+    if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
+        write_golden(staging, test.pixels[..., 0], test.labels, staging / by_name(GOLDEN_FORMAT).filename)
+        published.append(GOLDEN_FILE)
+    with (staging / REFERENCE_FILE).open("wb") as fh:
+        np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test.labels)
+    published.append(REFERENCE_FILE)
+    return published
+
+
+def _publish(staging: Path, out_dir: Path, names: list[str]) -> None:
+    """Move each staged file into out_dir atomically (the manifest follows straight after)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        write_bytes_atomic(out_dir / name, (staging / name).read_bytes())
+
+
+def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Callable[[str], None],
                       photos: Path | None = None, stage: Path | None = None) -> dict | None:
     """Calibrate on the validation split the model was selected on, rebuilt from its training record.
 

@@ -2,26 +2,31 @@
 
 Every backend takes uint8 pixels [N, 28, 28, 1] and returns float32 scores [N, 10]. Quantized
 input and output tensors are handled here, from the scale and zero point stored in the model,
-so callers never see int8.
+so callers never see int8. Which backends exist, and which one opens a file, is registry.py's
+table; this module holds the adapters and the choice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from fmnist_edge.runtime.errors import MissingExtraError, ModelError
+from fmnist_edge.runtime import registry
+from fmnist_edge.runtime.errors import MissingExtraError, ModelError, reraise_as
 from fmnist_edge.runtime.formats import kind_of
 from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
 
 
 class Backend(Protocol):
-    name: str
+    """What every interpreter adapter offers; registry.py lists the ones there are."""
+
+    name: str  # the registry row's name (or "keras" for train/evaluate.py's adapter)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 [N, 28, 28, 1] -> float32 scores [N, 10]."""
@@ -44,28 +49,6 @@ def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> 
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-TFLITE_INTERPRETERS = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
-
-
-def _load_tflite_interpreter(preferred: str | None):
-    """LiteRT first; tflite-runtime (the predecessor, numpy<2 only) where that is what is installed."""
-    import importlib
-
-    names = [preferred] if preferred else list(TFLITE_INTERPRETERS)
-    for name in names:
-        try:
-            return name, importlib.import_module(TFLITE_INTERPRETERS[name]).Interpreter
-        except ImportError:
-            continue
-    if preferred == "tflite-runtime":
-        raise MissingExtraError("tflite-runtime", None, " (it needs numpy<2)")
-    raise MissingExtraError(
-        "ai-edge-litert", None,
-        ' (or tflite-runtime, with numpy<2); or run the ONNX model: pip install "fmnist-edge[onnx]" '
-        "and --backend onnxruntime",
-    )
-
-
 def cores() -> int:
     """CPUs this process may run on (the affinity mask, which containers and taskset narrow): "all cores"."""
     if hasattr(os, "sched_getaffinity"):
@@ -74,14 +57,13 @@ def cores() -> int:
 
 
 class TFLiteBackend:
-    name = "litert"
+    """A .tflite file on LiteRT or tflite-runtime (the registry row says which module to import)."""
 
-    def __init__(self, path: Path, threads: int | None = None, interpreter: str | None = None) -> None:
-        self.name, interpreter_cls = _load_tflite_interpreter(interpreter)
-        try:
+    def __init__(self, path: Path, threads: int | None, row: registry.Row) -> None:
+        self.name = row.name
+        interpreter_cls = importlib.import_module(row.module).Interpreter
+        with reraise_as(ModelError, f"{path}: not a valid TFLite model", ValueError, RuntimeError):
             self._interp = interpreter_cls(model_path=str(path), num_threads=threads or cores())
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{path}: not a valid TFLite model ({_first_line(exc)})") from None
         inp = self._interp.get_input_details()[0]
         out = self._interp.get_output_details()[0]
         _check_input_shape(path, list(inp["shape_signature"]))
@@ -96,11 +78,10 @@ class TFLiteBackend:
         n = len(pixels)
         if n != self._batch:
             self._interp.resize_tensor_input(self._in["index"], [n, *INPUT_SHAPE])
-            try:
+            # XNNPACK says "failed to reshape runtime" when memory runs out
+            with reraise_as(ModelError, f"{self._path.name}: the interpreter cannot prepare a batch of {n} "
+                            "(is memory limited?)", RuntimeError):
                 self._interp.allocate_tensors()
-            except RuntimeError as exc:  # XNNPACK says "failed to reshape runtime" when memory runs out
-                raise ModelError(f"{self._path.name}: the interpreter cannot prepare a batch of {n} "
-                                 f"({_first_line(exc)}); is memory limited?") from None
             self._batch = n
         scale, zero = self._in["quantization"]
         self._interp.set_tensor(self._in["index"], _quantize(pixels, self._in["dtype"], scale, zero))
@@ -113,21 +94,18 @@ class TFLiteBackend:
 
 
 class OnnxBackend:
-    name = "onnxruntime"
+    """A .onnx file on onnxruntime's CPU provider."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingExtraError("onnxruntime", "onnx") from None
+    def __init__(self, path: Path, threads: int | None, row: registry.Row) -> None:
+        self.name = row.name
+        ort = importlib.import_module(row.module)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cores()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        try:
+        # onnxruntime raises its own untyped errors for bad files
+        with reraise_as(ModelError, f"{path}: not a valid ONNX model", Exception):
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"{path}: not a valid ONNX model ({_first_line(exc)})") from None
         inp = self._session.get_inputs()[0]
         _check_input_shape(path, list(inp.shape))
         out_shape = list(self._session.get_outputs()[0].shape)
@@ -141,35 +119,47 @@ class OnnxBackend:
         return np.asarray(scores, dtype=np.float32)
 
 
-BACKEND_NAMES = ("litert", "tflite-runtime", "onnxruntime")  # what --backend accepts, besides auto
-BACKEND_KIND = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}  # the files each runs
-BACKEND_MODULES = {**TFLITE_INTERPRETERS, "onnxruntime": "onnxruntime"}  # what must import for each
-BACKEND_PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}
-
-
 def load_backend(path: Path, threads: int | None = None, backend: str | None = None) -> Backend:
-    """Open a model file with the interpreter its suffix calls for (or the one named by `backend`).
+    """Open a model file with the backend named by `backend`, or with "auto"/None the first
+    installed backend in the registry's priority order that runs the file's kind.
 
-    `threads` None means every core this process may use; `backend` None or "auto" picks by suffix.
+    `threads` None means every core this process may use.
     """
     path = Path(path)
     kind = kind_of(path)
-    if kind == "keras":
-        raise ModelError(f"{path}: .keras models need TensorFlow; the runtime runs .tflite and .onnx")
-    if backend == "auto":
-        backend = None
-    if backend is not None and backend not in BACKEND_NAMES:
-        raise ModelError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKEND_NAMES)}")
-    wants_onnx = backend == "onnxruntime"
-    if backend is not None and wants_onnx != (kind == "onnx"):
-        raise ModelError(f"backend {backend} cannot run {path.name}; use a .{'onnx' if wants_onnx else 'tflite'} model")
+    if kind not in registry.KINDS:
+        raise ModelError(f"{path}: .{kind} models need TensorFlow; the runtime runs .tflite and .onnx")
+    if backend in (None, "auto"):
+        candidates = registry.for_kind(kind)
+    else:
+        wanted = registry.row(backend)
+        if wanted.kind != kind:
+            raise ModelError(f"backend {backend} cannot run {path.name}; use a .{wanted.kind} model")
+        candidates = (wanted,)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: model file is empty")
-    if kind == "onnx":
-        return OnnxBackend(path, threads)
-    return TFLiteBackend(path, threads, interpreter=backend)
+    row = _first_installed(candidates)
+    return row.open_class()(path, threads, row)
+
+
+def _first_installed(candidates: tuple[registry.Row, ...]) -> registry.Row:
+    """The first row whose module imports; when none does, the first row's install command."""
+    for row in candidates:
+        try:
+            importlib.import_module(row.module)
+        except ImportError:
+            continue
+        return row
+    first = candidates[0]
+    raise MissingExtraError(first.package, first.extra, first.alternatives)
+
+
+def run_batched(run: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray, batch: int = 500) -> np.ndarray:
+    """run(pixels) in slices of `batch`, concatenated: scores for a whole test set without one
+    interpreter allocation (or one Keras call) sized for all of it at once."""
+    return np.concatenate([run(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
 
 
 @contextlib.contextmanager
@@ -187,8 +177,3 @@ def _quiet_native_stderr() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime import machine
-from fmnist_edge.runtime.backends import BACKEND_KIND, Backend, load_backend
+from fmnist_edge.runtime import machine, registry
+from fmnist_edge.runtime.backends import Backend, load_backend, run_batched
 from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
 from fmnist_edge.runtime.formats import FORMATS, kind_of
 from fmnist_edge.runtime.golden import default_path, load_golden
-from fmnist_edge.runtime.manifest import MANIFEST_FILE, bundled_dir, entry_for, load_manifest
+from fmnist_edge.runtime.manifest import bundled_dir, entry_for, load_manifest, manifest_beside
 from fmnist_edge.runtime.model_info import read_metadata
 from fmnist_edge.runtime.spec import IMAGE_SIZE
 
@@ -114,9 +114,9 @@ def precision_of(path: Path) -> str:
         precision = read_metadata(path).get("precision")
     except (FmnistEdgeError, ImportError, KeyError, ValueError):
         precision = None
-    if precision is None and (path.parent / MANIFEST_FILE).is_file():
+    if precision is None:
         try:
-            precision = (entry_for(load_manifest(path.parent), path.name) or {}).get("precision")
+            precision = (entry_for(manifest_beside(path) or {}, path.name) or {}).get("precision")
         except FmnistEdgeError:
             precision = None
     return str(precision or "unknown")
@@ -138,14 +138,12 @@ def targets(paths: Sequence[Path] | None = None) -> tuple[list[Target], list[str
     for path in paths or manifest_models():
         path = Path(path)
         kind = kind_of(path)
-        if kind not in BACKEND_KIND.values():
+        if kind not in registry.KINDS:
             raise ModelError(f"{path}: bench runs .tflite and .onnx files here; .keras needs --keras")
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         precision = precision_of(path)
-        for name, runs in BACKEND_KIND.items():
-            if runs != kind:
-                continue
+        for name in (row.name for row in registry.for_kind(kind)):
             if not usable[name].usable:
                 note = f"{name}: skipped, {usable[name].error}"
                 if note not in notes:
@@ -225,8 +223,7 @@ def bench_target(
 
 def accuracy_of(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
     pixels = images[..., None] if images.ndim == 3 else images
-    predicted = np.concatenate([backend.run(pixels[i : i + batch]).argmax(1) for i in range(0, len(pixels), batch)])
-    return float((predicted == labels).mean())
+    return float((run_batched(backend.run, pixels, batch).argmax(1) == labels).mean())
 
 
 def run_bench(

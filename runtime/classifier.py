@@ -10,9 +10,10 @@ from typing import BinaryIO
 import numpy as np
 
 from fmnist_edge.runtime import manifest as manifests
+from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.backends import Backend, load_backend
 from fmnist_edge.runtime.errors import ModelError
-from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.formats import default_format
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import CLASS_NAMES, IMAGE_SIZE
 
@@ -75,10 +76,13 @@ def average_views(as_is: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 
 
 def default_model_path(backend: str | None = None) -> Path:
-    """The bundled model: int8 TFLite, or int8 ONNX when onnxruntime is asked for."""
+    """The bundled model: the manifest's default (int8 TFLite), or for a backend that runs another
+    kind of file the int8 model of that kind (formats.default_format decides)."""
     directory = manifests.bundled_dir()
     manifest = manifests.load_manifest(directory)
-    name = by_name("onnx-int8").filename if backend == "onnxruntime" else manifest.get("default_model")
+    kind = None if backend in (None, "auto") else registry.row(backend).kind
+    default = default_format(kind)
+    name = manifest.get("default_model") if default == default_format() else default.filename
     if name is None:
         raise ModelError(
             f"{directory / manifests.MANIFEST_FILE} names no default model (`fmnist-edge export --int8` "
@@ -104,7 +108,7 @@ class Classifier:
         verify: bool = True,
     ) -> None:
         path = Path(model) if model is not None else default_model_path(backend)
-        manifest = _manifest_beside(path)
+        manifest = manifests.manifest_beside(path)
         if verify and manifest is not None and path.is_file():
             manifests.verify(path, manifest)
         self.path = path
@@ -151,12 +155,3 @@ class Classifier:
             return []
         pixels = np.stack([preprocess(item) for item in items])
         return self.to_predictions(self.predict(pixels))
-
-
-def _manifest_beside(path: Path) -> dict | None:
-    if not (path.parent / manifests.MANIFEST_FILE).is_file():
-        return None
-    try:
-        return manifests.load_manifest(path.parent)
-    except ModelError as exc:  # refused, not a silent skip of the check
-        raise ModelError(f"{path}: cannot be checked: {exc}") from None

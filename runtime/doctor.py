@@ -17,11 +17,11 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fmnist_edge.runtime import machine
+from fmnist_edge.runtime import machine, registry
 from fmnist_edge.runtime import manifest as manifests
-from fmnist_edge.runtime.backends import BACKEND_KIND, load_backend
+from fmnist_edge.runtime.backends import load_backend
 from fmnist_edge.runtime.errors import FmnistEdgeError
-from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.formats import default_format
 from fmnist_edge.runtime.golden import GOLDEN_FILE
 from fmnist_edge.runtime.spec import INPUT_SHAPE
 
@@ -93,7 +93,8 @@ class DoctorReport:
 
 
 def _model_for(backend: str) -> str:
-    return by_name("onnx-int8" if BACKEND_KIND[backend] == "onnx" else "tflite-int8").filename
+    """The bundled model `backend` runs by default."""
+    return default_format(registry.row(backend).kind).filename
 
 
 def check_model(directory: Path, manifest: dict | None, filename: str, backend: str | None) -> tuple[str, bool]:
@@ -139,6 +140,7 @@ def run_doctor() -> DoctorReport:
         ("numpy", np.__version__),
         ("Pillow", machine.package_version("pillow") or "not installed"),
         ("cpu", f"{machine.cores()} cores, {machine.cpu_model()}"),
+        ("int8 cpu", machine.int8_summary(machine.int8_features(machine.cpuinfo()))),
         ("memory", memory),
     ]
 
@@ -152,7 +154,7 @@ def run_doctor() -> DoctorReport:
     golden = directory / GOLDEN_FILE
     models = [manifest_line]
     ready_with = []
-    wanted = {_model_for(b) for b in usable} | {by_name("tflite-int8").filename}
+    wanted = {_model_for(b) for b in usable} | {default_format().filename}
     for filename in sorted(wanted, key=lambda f: (not f.endswith(".tflite"), f)):
         runner = next((b for b in usable if _model_for(b) == filename), None)
         line, ran = check_model(directory, manifest, filename, runner)

@@ -25,9 +25,8 @@ FORMATS: tuple[Format, ...] = (
     Format("onnx-fp32", "onnx", "fp32", f"{MODEL_STEM}_fp32.onnx"),
     Format("onnx-int8", "onnx", "int8", f"{MODEL_STEM}_int8.onnx"),
 )
-TRAINING_RECORD = f"{MODEL_STEM}.training.json"  # train writes it beside the .keras; export and evaluate find it there
 EXPORTED = tuple(f for f in FORMATS if f.kind != "keras")
-DEFAULT_FORMAT = "tflite-int8"
+DEFAULT_FORMAT = "tflite-int8"  # the bundled default: what classify runs, what the golden scores come from
 
 
 def by_name(name: str) -> Format:
@@ -44,3 +43,15 @@ def kind_of(path: Path) -> str:
         if suffix == f".{kind}":
             return kind
     raise ModelError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .tflite, .onnx or .keras")
+
+
+def default_format(kind: str | None = None) -> Format:
+    """The bundled model to run when none is named: DEFAULT_FORMAT, or for a backend that runs
+    another kind of file (onnxruntime), the int8 model of that kind. The one place that decides it."""
+    default = by_name(DEFAULT_FORMAT)
+    if kind is None or kind == default.kind:
+        return default
+    for fmt in EXPORTED:
+        if fmt.kind == kind and fmt.precision == default.precision:
+            return fmt
+    raise ModelError(f"no bundled {default.precision} model of kind {kind!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.errors import MissingGoldenError, ModelError
+from fmnist_edge.runtime.errors import GoldenError, MissingGoldenError, reraise_as
 from fmnist_edge.runtime.manifest import bundled_dir
 from fmnist_edge.runtime.spec import IMAGE_SIZE, NUM_CLASSES
 
@@ -48,16 +48,13 @@ def load_golden(path: Path | None = None) -> Golden:
             f"no golden data at {path}; it is written by `fmnist-edge export --int8` and shipped with the package"
         )
     if not zipfile.is_zipfile(path):  # else np.load guesses "pickle" and says so, which misleads
-        raise ModelError(f"{path}: golden data is not an .npz archive (corrupt or truncated)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in KEYS if k not in data.files]
-            if missing:
-                raise ModelError(f"{path}: golden data lacks {', '.join(missing)}")
-            fields = {k: data[k] for k in KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{path}: unreadable golden data ({reason})") from None
+        raise GoldenError(f"{path}: golden data is not an .npz archive (corrupt or truncated)")
+    with (reraise_as(GoldenError, f"{path}: unreadable golden data", OSError, ValueError, EOFError, zipfile.BadZipFile),
+          np.load(path, allow_pickle=False) as data):
+        fields = {k: data[k] for k in KEYS if k in data.files}
+    missing = [k for k in KEYS if k not in fields]
+    if missing:
+        raise GoldenError(f"{path}: golden data lacks {', '.join(missing)}")
     golden = Golden(
         images=fields["images"],
         labels=fields["labels"],
@@ -75,7 +72,7 @@ def load_golden(path: Path | None = None) -> Golden:
         or golden.images.shape != (n, IMAGE_SIZE, IMAGE_SIZE)
         or golden.scores.shape != (n, NUM_CLASSES)
     ):
-        raise ModelError(
+        raise GoldenError(
             f"{path}: golden arrays have unexpected shapes (images {list(golden.images.shape)}, "
             f"scores {list(golden.scores.shape)})"
         )

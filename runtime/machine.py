@@ -13,19 +13,14 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
-import resource
 import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist_edge.runtime.backends import BACKEND_MODULES, BACKEND_NAMES, BACKEND_PACKAGES, cores
-
-INSTALL_HINT = {
-    "litert": "pip install ai-edge-litert",
-    "tflite-runtime": "optional; its wheels need numpy<2 and Python <= 3.11",
-    "onnxruntime": 'pip install "fmnist-edge[onnx]"',
-}
+from fmnist_edge.runtime import registry
+from fmnist_edge.runtime.backends import cores
+from fmnist_edge.runtime.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -49,29 +44,67 @@ def package_version(name: str) -> str | None:
 
 def probe(backend: str) -> Interpreter:
     """Import the interpreter module `backend` needs and say whether that worked, and if not why."""
-    module = BACKEND_MODULES[backend]
-    version = package_version(BACKEND_PACKAGES[backend])
-    top = module.split(".")[0]
+    row = registry.row(backend)
+    version = package_version(row.package)
+    top = row.module.split(".")[0]
     if importlib.util.find_spec(top) is None:
-        return Interpreter(backend, module, version, f"not installed ({INSTALL_HINT[backend]})")
+        return Interpreter(backend, row.module, version, f"not installed ({row.install})")
     try:
-        importlib.import_module(module)
+        importlib.import_module(row.module)
     except Exception as exc:  # a broken binary wheel raises ImportError, AttributeError, RuntimeError...
-        lines = str(exc).strip().splitlines()
-        return Interpreter(backend, module, version, f"{type(exc).__name__}: {lines[0] if lines else 'import failed'}")
-    return Interpreter(backend, module, version, None)
+        return Interpreter(backend, row.module, version, f"{type(exc).__name__}: {first_line(exc)}")
+    return Interpreter(backend, row.module, version, None)
 
 
 def probe_all() -> list[Interpreter]:
-    return [probe(name) for name in BACKEND_NAMES]
+    """Every backend in the registry, in its priority order."""
+    return [probe(name) for name in registry.NAMES]
+
+
+def cpuinfo() -> str | None:
+    """/proc/cpuinfo's text, or None where there is none (macOS, Windows) or it cannot be read."""
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+# The CPU features that decide whether int8 kernels beat fp32: dot-product instructions that
+# multiply and add four 8-bit pairs at once. Without them (x86 before VNNI, ARMv8.0 like the Pi 4's
+# Cortex-A72) an int8 model is mostly smaller, not faster. cpuinfo flag -> the name people know.
+INT8_FEATURES = {
+    "avx512_vnni": "AVX-512 VNNI",  # x86 `flags`
+    "avx_vnni": "AVX-VNNI",
+    "asimddp": "dotprod",  # ARM `Features` (the Pi 5's Cortex-A76 has it)
+    "i8mm": "i8mm",
+}
+
+
+def int8_features(cpuinfo: str | None) -> list[str] | None:
+    """The int8 dot-product features `cpuinfo` (the text of /proc/cpuinfo) lists, in INT8_FEATURES'
+    order; [] when it lists none, None when there is no cpuinfo to read (then nobody knows)."""
+    if cpuinfo is None:
+        return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return [name for flag, name in INT8_FEATURES.items() if flag in flags]
+
+
+def int8_summary(features: list[str] | None) -> str:
+    """One line for doctor and bench: which int8 dot-product features this CPU has."""
+    if features is None:
+        return "unknown (no /proc/cpuinfo to read)"
+    if not features:
+        return "none of " + ", ".join(INT8_FEATURES.values()) + ": int8 models gain size here, little speed"
+    return ", ".join(features)
 
 
 def cpu_model() -> str:
     """The CPU's marketing name: x86 says `model name`, a Raspberry Pi says `Model` (the board)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
+    text = cpuinfo() or ""
     for key in ("model name", "Model", "Hardware", "cpu model"):
         for line in text.splitlines():
             name, _, value = line.partition(":")
@@ -116,6 +149,8 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
+    import resource  # POSIX only: imported here so that this module loads on every platform
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -127,6 +162,7 @@ def summary() -> dict[str, object]:
     total, _ = memory_mb()
     return {
         "cpu": cpu_model(),
+        "int8_features": int8_features(cpuinfo()),  # None: unknown (no /proc/cpuinfo)
         "cores": cores(),
         "machine": platform.machine(),
         "bits": pointer_bits(),
@@ -135,5 +171,5 @@ def summary() -> dict[str, object]:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "pillow": package_version("pillow"),
-        **{name: package_version(BACKEND_PACKAGES[name]) for name in BACKEND_NAMES},
+        **{row.name: package_version(row.package) for row in registry.BACKENDS},
     }

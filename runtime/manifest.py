@@ -61,3 +61,18 @@ def verify(path: Path, manifest: dict) -> None:
             f"{path}: SHA-256 {actual[:12]}… does not match the manifest ({entry['sha256'][:12]}…); "
             "the file is corrupt or was replaced — reinstall or re-export it"
         )
+
+
+def manifest_beside(path: Path) -> dict | None:
+    """The manifest in the folder of `path`, or None when that folder has none.
+
+    A manifest that is there but unreadable is refused rather than skipped: skipping it would
+    silently drop the SHA-256 check it exists for.
+    """
+    path = Path(path)
+    if not (path.parent / MANIFEST_FILE).is_file():
+        return None
+    try:
+        return load_manifest(path.parent)
+    except ModelError as exc:
+        raise ModelError(f"{path}: cannot be checked: {exc}") from None

@@ -6,7 +6,7 @@ import json
 import struct
 from pathlib import Path
 
-from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.errors import ModelError, reraise_as
 from fmnist_edge.runtime.formats import kind_of
 
 METADATA_KEY = "fmnist_edge"
@@ -16,13 +16,12 @@ def read_metadata(path: Path) -> dict[str, object]:
     """The embedded metadata dict, or {} when the model carries none."""
     path = Path(path)
     kind = kind_of(path)
-    try:
+    # struct.error: a file that is not a flatbuffer
+    with reraise_as(ModelError, f"{path}: cannot read model metadata", OSError, ValueError, IndexError, struct.error):
         if kind == "tflite":
             return _tflite_metadata(path.read_bytes())
         if kind == "onnx":
             return _onnx_metadata(path)
-    except (OSError, ValueError, IndexError, struct.error) as exc:  # struct.error: a file that is not a flatbuffer
-        raise ModelError(f"{path}: cannot read model metadata ({exc})") from None
     return {}
 
 
@@ -43,9 +42,8 @@ def _onnx_metadata(path: Path) -> dict[str, object]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    try:
+    # onnxruntime raises its own untyped errors for bad files
+    with reraise_as(ModelError, f"{path}: not a valid ONNX model", Exception):
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        raise ModelError(f"{path}: not a valid ONNX model ({str(exc).strip().splitlines()[0]})") from None
     props = session.get_modelmeta().custom_metadata_map
     return json.loads(props[METADATA_KEY]) if METADATA_KEY in props else {}

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.backends import BACKEND_PACKAGES
+from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.classifier import Classifier
-from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.errors import GoldenError
 from fmnist_edge.runtime.golden import Golden, load_golden
 from fmnist_edge.runtime.machine import package_version
-from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
+from fmnist_edge.runtime.manifest import manifest_beside, sha256_file
 
 # Same file, same interpreter: the int8 kernels are integer arithmetic, and LiteRT 2.3.0 gave
 # bit-identical scores at 1, 2, 3, 4 and 8 threads and at batch 1 and 100 (max |Δ| 0.0 on this
@@ -49,8 +49,7 @@ class SelftestResult:
         return not self.problems
 
     def versions(self) -> str:
-        package = BACKEND_PACKAGES.get(self.backend, self.backend)
-        return (f"{self.backend} {package_version(package)}, numpy {np.__version__}, "
+        return (f"{self.backend} {package_version(registry.row(self.backend).package)}, numpy {np.__version__}, "
                 f"Pillow {package_version('pillow')}")
 
     def summary(self) -> str:
@@ -69,11 +68,9 @@ class SelftestResult:
 
 def check_golden_hash(golden: Golden) -> None:
     """Refuse golden data whose bytes differ from the manifest in its folder (when that records it)."""
-    if not (golden.path.parent / MANIFEST_FILE).is_file():
-        return
-    entry = load_manifest(golden.path.parent).get("golden") or {}
+    entry = (manifest_beside(golden.path) or {}).get("golden") or {}
     if entry.get("file") == golden.path.name and entry.get("sha256") != sha256_file(golden.path):
-        raise ModelError(f"{golden.path}: SHA-256 does not match the manifest; the golden data is corrupt or replaced")
+        raise GoldenError(f"{golden.path}: SHA-256 does not match the manifest; the golden data is corrupt or replaced")
 
 
 def preprocess_roundtrip(images: np.ndarray) -> np.ndarray:

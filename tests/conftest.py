@@ -1,4 +1,5 @@
-"""Shared fixtures. The smoke run trains once per session: 1 epoch on 512 images, well under a minute."""
+"""Shared fixtures. The smoke run trains once per session: 1 epoch on 512 images, well under a minute;
+the tests that use it are marked `slow`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that trains or exports (it uses the smoke run) is `slow`: `-m "not slow"` leaves
+    them out while iterating. CI runs them all."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

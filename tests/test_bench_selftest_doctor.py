@@ -7,6 +7,7 @@ model with a 10 ms budget.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -19,10 +20,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from fmnist_edge.app import app
+from fmnist_edge.bench_report import markdown, rich_table
 from fmnist_edge.export.golden import golden_entry, golden_indices, write_golden
 from fmnist_edge.runtime import bench
 from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.bench_report import markdown, rich_table
 from fmnist_edge.runtime.doctor import known_problems
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
@@ -34,7 +35,6 @@ INT8_TFLITE = ARTIFACTS / by_name("tflite-int8").filename
 GOLDEN = ARTIFACTS / GOLDEN_FILE
 ROW_KEYS = {"format", "precision", "backend", "threads", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput_ips",
             "peak_rss_mb", "size_bytes", "load_ms", "first_ms"}
-HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "fmnist_edge.train", "fmnist_edge.export")
 
 
 def run(*args: object) -> Result:
@@ -71,6 +71,26 @@ def test_bench_json_has_the_machine_and_one_row_per_thread_count_and_batch(bench
         assert row["size_bytes"] == INT8_TFLITE.stat().st_size
         assert row["peak_rss_mb"] > 0 and row["runs"] >= bench.MIN_RUNS
         assert "accuracy" not in row  # only measured with --accuracy
+
+
+def test_the_default_bench_runs_every_bundled_model_on_every_installed_backend() -> None:
+    # What `fmnist-edge bench` does with no arguments; a tiny budget keeps it to seconds.
+    from fmnist_edge.runtime import machine, registry
+    from fmnist_edge.runtime.manifest import load_manifest
+
+    result = run("bench", "--budget", "0.01", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["results"]
+    usable = {i.backend for i in machine.probe_all() if i.usable}
+    expected = {(m["file"], row.name) for m in load_manifest()["models"] for row in registry.for_kind(m["format"])
+                if row.name in usable}
+    measured = [(r["file"], r["backend"]) for r in rows if r["backend"] != "keras"]
+    assert set(measured) == expected
+    per_load = len(bench.thread_counts()) * len(bench.BATCHES)
+    assert all(measured.count(pair) == per_load for pair in expected)
+    # The Keras baseline joins when TensorFlow is installed and the .keras file is beside the models.
+    keras_expected = importlib.util.find_spec("tensorflow") is not None and (ARTIFACTS / "fmnist_cnn.keras").is_file()
+    assert any(r["backend"] == "keras" for r in rows) == keras_expected
 
 
 def test_bench_markdown_is_a_table_with_a_header_row() -> None:
@@ -127,7 +147,7 @@ def test_bench_refuses_both_output_formats_and_bad_files_in_one_line(tmp_path: P
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"not a flatbuffer")
     result = run("bench", broken, "--budget", "0.01")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # an unusable model is a usage error, as in every command
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.output
 
 
@@ -208,10 +228,56 @@ def test_doctor_lists_every_interpreter_and_exits_0_when_ready() -> None:
     assert result.exit_code == 0, result.stdout
     for name in ("litert", "tflite-runtime", "onnxruntime"):
         assert re.search(rf"^  {re.escape(name)} +(ok|missing) ", result.stdout, re.MULTILINE), name
-    for fact in ("platform", "python", "numpy", "Pillow", "cpu", "memory"):
+    for fact in ("platform", "python", "numpy", "Pillow", "cpu", "int8 cpu", "memory"):
         assert re.search(rf"^{fact} ", result.stdout, re.MULTILINE), fact
     assert "sha256 matches the manifest" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("doctor: ready (")
+
+
+# --- the CPU features that decide int8 speed -------------------------------------------------------
+
+CPUINFO = {
+    # Real lines, trimmed: an Intel Xeon with VNNI, an AMD EPYC (Zen 2) without, a Pi 5, a Pi 4.
+    "xeon": "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx_vnni amx_int8\n",
+    "epyc-zen2": "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n",
+    "pi5": "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+           "asimdrdm lrcpc dcpop asimddp\n",
+    "pi4": "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("cpu", "expected"),
+    [("xeon", ["AVX-512 VNNI", "AVX-VNNI"]), ("epyc-zen2", []), ("pi5", ["dotprod"]), ("pi4", [])],
+)
+def test_int8_features_are_read_from_cpuinfo_flags(cpu: str, expected: list[str]) -> None:
+    from fmnist_edge.runtime.machine import int8_features, int8_summary
+
+    assert int8_features(CPUINFO[cpu]) == expected
+    assert int8_summary(expected).startswith(", ".join(expected) if expected else "none of AVX-512 VNNI")
+
+
+def test_without_proc_cpuinfo_the_int8_features_are_unknown_and_nothing_posix_only_is_needed() -> None:
+    # macOS and Windows have no /proc/cpuinfo, and Windows no `resource` module: doctor and bench
+    # must still import there, and say "unknown" rather than "none".
+    script = (
+        "import sys\nsys.modules['resource'] = None\n"
+        "import fmnist_edge.runtime.doctor, fmnist_edge.runtime.bench\n"
+        "from fmnist_edge.runtime.machine import int8_features, int8_summary\n"
+        "print(int8_features(None), int8_summary(None))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None unknown (no /proc/cpuinfo to read)"
+
+
+def test_doctor_and_bench_report_this_cpus_int8_features(bench_doc: dict) -> None:
+    from fmnist_edge.runtime.machine import cpuinfo, int8_features, int8_summary
+
+    features = int8_features(cpuinfo())
+    assert bench_doc["machine"]["int8_features"] == features
+    assert f"int8 dot-product features: {', '.join(features) if features else 'none'}" in markdown(bench_doc)
+    assert re.search(rf"^int8 cpu +{re.escape(int8_summary(features))}$", run("doctor").stdout, re.MULTILINE)
 
 
 HEALTHY = {"machine_name": "x86_64", "bits": 64, "python": (3, 11), "numpy_version": "2.1.0",
@@ -237,20 +303,7 @@ def test_known_bad_combinations_are_warned_about(change: dict, expected: str) ->
     assert any(expected in w for w in warnings), warnings
 
 
-# --- processes: no TensorFlow, and a 4 GB address-space cap ---------------------------------------
-
-IMPORTS = """
-import sys
-import fmnist_edge.runtime.bench, fmnist_edge.runtime.bench_report, fmnist_edge.runtime.doctor
-import fmnist_edge.runtime.selftest
-print(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1:] or m in sys.argv[1:]))
-"""
-
-
-def test_the_new_runtime_modules_never_import_tensorflow_train_or_export() -> None:
-    result = subprocess.run([sys.executable, "-c", IMPORTS, *HEAVY], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+# --- processes: a 4 GB address-space cap (no TensorFlow: tests/test_runtime.py walks every module) --
 
 
 @needs_golden

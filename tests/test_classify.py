@@ -35,7 +35,6 @@ from fmnist_edge.runtime.spec import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "photos"  # ../shared/photos from the project root
-HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx")  # what a device must never need
 
 
 @pytest.fixture
@@ -152,13 +151,6 @@ def run_entry_point(args: list[str], watch: tuple[str, ...]) -> tuple[int, list[
     )
     exit_line, loaded = result.stdout.splitlines()[-2:]
     return int(exit_line.removeprefix("exit ")), json.loads(loaded), result.stderr
-
-
-@pytest.mark.parametrize("options", [[], ["--threads", "1"]], ids=["plain", "with-options"])
-def test_the_cli_never_imports_tensorflow(options: list[str], photo: str, workdir: Path) -> None:
-    code, loaded, stderr = run_entry_point(["classify", *options, photo], HEAVY)
-    assert code == 0, stderr
-    assert loaded == [], f"classify imported {loaded}"
 
 
 def test_a_plain_classify_starts_without_the_option_parser(photo: str, workdir: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
-from fmnist_edge.runtime.errors import DataError
+from fmnist_edge.common.errors import DataError
 from fmnist_edge.runtime.spec import CLASS_NAMES
 from fmnist_edge.train import data
 

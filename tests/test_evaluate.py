@@ -55,7 +55,7 @@ def test_evaluate_mirror_average_reports_what_classify_answers(tmp_path: Path) -
 
 def test_evaluate_missing_model_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nope.tflite"), "--no-plots"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not found" in result.output and "Traceback" not in result.output
 
 

@@ -7,14 +7,17 @@ scores stored at export time, so they need no TensorFlow and run in seconds.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fmnist_edge.common.keras_model import TRAINING_RECORD
 from fmnist_edge.export import parity
-from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.formats import EXPORTED, TRAINING_RECORD
+from fmnist_edge.runtime.backends import load_backend, run_batched
+from fmnist_edge.runtime.formats import EXPORTED
 from fmnist_edge.runtime.manifest import bundled_dir, load_manifest, sha256_file
 from fmnist_edge.runtime.model_info import read_metadata
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION
@@ -41,8 +44,7 @@ def keras_reference() -> np.ndarray:
 
 
 def scores_of(path: Path, images: np.ndarray) -> np.ndarray:
-    backend = load_backend(path)
-    return np.concatenate([backend.run(images[i : i + 1000]) for i in range(0, len(images), 1000)])
+    return run_batched(load_backend(path).run, images, 1000)
 
 
 def test_installed_models_are_the_committed_ones() -> None:
@@ -145,16 +147,19 @@ def smoke_export(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> t
     return out, manifest
 
 
-def test_smoke_export_writes_four_models_that_classify(smoke_export) -> None:
+def test_smoke_export_writes_four_models_whose_manifest_figures_are_their_own(smoke_export, test_set) -> None:
     from fmnist_edge.runtime import Classifier
 
     out, manifest = smoke_export
     models = sorted(p.name for p in out.iterdir() if p.suffix in (".tflite", ".onnx"))
     assert models == sorted(f.filename for f in EXPORTED)
-    photo = Path(__file__).parent.parent / "examples" / "photo_tshirt.jpg"
-    for name in ("fmnist_cnn_int8.tflite", "fmnist_cnn_int8.onnx"):
-        prediction = Classifier(out / name).classify(photo)[0]
-        assert prediction.label in CLASS_NAMES
+    images, labels = test_set
+    for entry in manifest["models"]:
+        # The runtime accepts each file (its SHA-256 is the manifest's) and scores what export recorded
+        # (batch 500, as export scored it, so float kernels see the same batches).
+        classifier = Classifier(out / entry["file"])
+        accuracy = float((run_batched(classifier.backend.run, images, 500).argmax(1) == labels).mean())
+        assert accuracy == pytest.approx(entry["test_accuracy"], abs=1e-6), entry["file"]
     assert {m["file"] for m in manifest["models"]} == {f.filename for f in EXPORTED}
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == manifest
@@ -169,9 +174,38 @@ def test_smoke_export_writes_golden_data_for_selftest(smoke_export) -> None:
     assert result.ok and result.same_model, result.summary()
 
 
+def test_the_export_command_writes_a_parity_checked_model_then_refuses_to_replace_it(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    # One float format keeps this fast; the CLI's parity tolerances are the shipped ones (no TINY).
+    from typer.testing import CliRunner
+
+    from fmnist_edge.app import app
+
+    args = ["export", str(smoke_run / "fmnist_cnn.keras"), "--formats", "tflite", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("[1/4] loading ") and "tflite-fp32" in result.stdout
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [m["file"] for m in manifest["models"]] == ["fmnist_cnn_fp32.tflite"]
+    assert sha256_file(tmp_path / "fmnist_cnn_fp32.tflite") == manifest["models"][0]["sha256"]
+    assert manifest["default_model"] is None  # no int8 TFLite was made, so classify needs --model
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2
+    assert again.stderr.strip().endswith("already exist; pass --force to replace them")
+
+
+def test_the_readmes_model_table_is_the_manifest() -> None:
+    # The README's table is printed by scripts/manifest_table.py; re-exporting without pasting it fails here.
+    root = Path(__file__).resolve().parent.parent
+    table = subprocess.run([sys.executable, "scripts/manifest_table.py", "artifacts/manifest.json"], cwd=root,
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert table.strip() in (root / "README.md").read_text(encoding="utf-8")
+
+
 def test_export_refuses_to_overwrite_without_force(smoke_run: Path, smoke_export) -> None:
+    from fmnist_edge.common.errors import ExportError
     from fmnist_edge.export.pipeline import ExportOptions, export
-    from fmnist_edge.runtime.errors import ExportError
 
     out, _ = smoke_export
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -181,8 +215,8 @@ def test_export_refuses_to_overwrite_without_force(smoke_run: Path, smoke_export
 
 
 def test_failed_parity_leaves_previous_artifacts_intact(smoke_run: Path, smoke_export) -> None:
+    from fmnist_edge.common.errors import ParityError
     from fmnist_edge.export.pipeline import ExportOptions, export
-    from fmnist_edge.runtime.errors import ParityError
 
     out, _ = smoke_export
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

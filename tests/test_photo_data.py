@@ -25,7 +25,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
-from fmnist_edge.runtime.errors import DataError
+from fmnist_edge.common.errors import DataError
 from fmnist_edge.train import photo_data
 
 ORIENTATION = 0x0112

@@ -112,7 +112,7 @@ def test_train_with_a_bad_photo_folder_stops_before_training(tmp_path: Path) -> 
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--photos", str(folder),
                                       "--out", str(out)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a bad request, like a bad option
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "labels.csv:2" in result.stderr
     assert "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())  # nothing written: training never started

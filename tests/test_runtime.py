@@ -7,6 +7,7 @@ The bundled models are replaced whenever a new model is exported, so these tests
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -16,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_edge.runtime import CLASS_NAMES, Classifier, ImageError, ModelError, Prediction
-from fmnist_edge.runtime.backends import TFLITE_INTERPRETERS
+from fmnist_edge.common.errors import DataError
+from fmnist_edge.runtime import CLASS_NAMES, Classifier, ImageError, ModelError, Prediction, registry
 from fmnist_edge.runtime.classifier import DEFAULT_UNSURE_THRESHOLD
-from fmnist_edge.runtime.errors import DataError
+from fmnist_edge.runtime.errors import MissingExtraError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import bundled_dir, load_manifest
 from fmnist_edge.runtime.preprocess import preprocess
@@ -58,16 +59,18 @@ def save_png(pixels: np.ndarray, path: Path) -> Path:
     return path
 
 
-def assert_sane(prediction: Prediction) -> None:
-    """What any model, however well trained, must give: a distribution over the ten classes."""
-    assert prediction.probabilities.shape == (len(CLASS_NAMES),)
-    assert prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    assert (prediction.probabilities >= 0).all()
-    assert 0.0 <= prediction.confidence <= 1.0
-    assert prediction.label == CLASS_NAMES[prediction.index]
-    assert prediction.confidence == pytest.approx(float(prediction.probabilities.max()))
-    threshold = MANIFEST.get("unsure_threshold", DEFAULT_UNSURE_THRESHOLD)
-    assert prediction.unsure == (prediction.confidence < threshold)
+def assert_is_the_models_answer(classifier: Classifier, prediction: Prediction, image: Path) -> None:
+    """`prediction` is what the README says classify answers, recomputed here from the model's raw
+    scores: the mean of the softmax of the image's and its mirror image's scores, flagged unsure
+    below the manifest's calibrated threshold (not the runtime's fallback)."""
+    pixels = preprocess(image)[None, ..., None]
+    raw = classifier.backend.run(np.ascontiguousarray(np.concatenate([pixels, pixels[:, :, ::-1]]))).astype(np.float64)
+    softmax = np.exp(raw - raw.max(1, keepdims=True))
+    expected = (softmax / softmax.sum(1, keepdims=True)).mean(0)
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)
+    assert prediction.label == CLASS_NAMES[int(expected.argmax())]
+    assert classifier.unsure_threshold == MANIFEST["unsure_threshold"] != DEFAULT_UNSURE_THRESHOLD
+    assert prediction.unsure == (expected.max() < MANIFEST["unsure_threshold"])
 
 
 # --- the public API ----------------------------------------------------------------------------
@@ -93,7 +96,7 @@ def test_default_classifier_loads_the_bundled_int8_tflite_from_the_installed_pac
     assert classifier.path == ARTIFACTS / MANIFEST["default_model"]
     assert classifier.path.suffix == ".tflite"
     assert classifier.path.name == by_name("tflite-int8").filename
-    assert classifier.backend.name in TFLITE_INTERPRETERS
+    assert classifier.backend.name in {r.name for r in registry.for_kind("tflite")}
 
 
 def test_classifies_a_dataset_image_and_a_real_photo(
@@ -102,8 +105,8 @@ def test_classifies_a_dataset_image_and_a_real_photo(
     dataset_png = save_png(test_images[0], tmp_path / "test0.png")
     predictions = classifier.classify([dataset_png, photo])
     assert len(predictions) == 2
-    for prediction in predictions:
-        assert_sane(prediction)
+    for prediction, image in zip(predictions, [dataset_png, photo], strict=True):
+        assert_is_the_models_answer(classifier, prediction, image)
 
 
 def test_a_single_image_bytes_and_a_file_object_give_the_same_result_as_a_path(
@@ -179,7 +182,34 @@ def test_classify_takes_a_tuple_like_a_list(classifier: Classifier, photo: Path)
 
 
 def test_backend_auto_means_by_file_type() -> None:
-    assert Classifier(backend="auto").backend.name in TFLITE_INTERPRETERS
+    assert Classifier(backend="auto").backend.name in {r.name for r in registry.for_kind("tflite")}
+
+
+class FakeBackend:
+    """A stand-in for a backend added later (say the pure-numpy interpreter): one registry row."""
+
+    def __init__(self, path: Path, threads: int | None, row: registry.Row) -> None:
+        self.name, self.path = row.name, path
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        return np.zeros((len(pixels), len(CLASS_NAMES)), dtype=np.float32)
+
+
+def test_a_backend_is_one_registry_row_and_auto_takes_the_first_installed_of_the_files_kind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fmnist_edge.runtime.backends import load_backend
+
+    model = ARTIFACTS / by_name("tflite-int8").filename
+    absent = registry.Row("absent", "no_such_module_anywhere", "absent", "tflite", f"{__name__}:FakeBackend", "-")
+    fake = registry.Row("fake", "numpy", "numpy", "tflite", f"{__name__}:FakeBackend", "-")
+    real = registry.row("litert")
+    monkeypatch.setattr(registry, "BACKENDS", (absent, fake, real))
+    assert load_backend(model).name == "fake"  # the first row that imports wins; "absent" is skipped
+    assert load_backend(model, backend="litert").name == "litert"  # a name picks its row
+    monkeypatch.setattr(registry, "BACKENDS", (absent,))
+    with pytest.raises(MissingExtraError, match="absent is not installed"):
+        load_backend(model)
 
 
 def test_an_unreadable_image_raises_image_error_naming_it(classifier: Classifier, tmp_path: Path) -> None:
@@ -198,7 +228,7 @@ def test_onnxruntime_backend_runs_the_bundled_int8_onnx(photo: Path) -> None:
     assert classifier.path == ARTIFACTS / by_name("onnx-int8").filename
     assert classifier.backend.name == "onnxruntime"
     (prediction,) = classifier.classify(photo)
-    assert_sane(prediction)
+    assert_is_the_models_answer(classifier, prediction, photo)
 
 
 @pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda entry: entry["file"])
@@ -208,33 +238,53 @@ def test_every_shipped_model_can_be_named_explicitly(entry: dict, photo: Path) -
         pytest.importorskip("onnxruntime", reason="needs the [onnx] extra")
     classifier = Classifier(ARTIFACTS / entry["file"])
     (prediction,) = classifier.classify(photo)
-    assert_sane(prediction)
+    assert_is_the_models_answer(classifier, prediction, photo)
 
 
 # --- the runtime never needs TensorFlow --------------------------------------------------------
 
-LIBRARY_SCRIPT = """
-import sys
-from fmnist_edge.runtime import Classifier
-(prediction,) = Classifier().classify([sys.argv[1]])
-print(prediction.label)
-print(sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[2:])))
+WALK_SCRIPT = """
+import importlib, json, pkgutil, sys
+import fmnist_edge, fmnist_edge.runtime
+
+def loaded(prefixes):
+    return sorted(m for m in sys.modules if m == prefixes or m.split(".")[0] in prefixes or m.startswith(prefixes))
+
+heavy, stages = tuple(sys.argv[2].split(",")), tuple(sys.argv[3].split(","))
+runtime = [m.name for m in pkgutil.iter_modules(fmnist_edge.runtime.__path__, "fmnist_edge.runtime.")]
+for name in runtime:
+    importlib.import_module(name)
+after_runtime = loaded(heavy + stages)
+cli = [m.name for m in pkgutil.iter_modules(fmnist_edge.__path__, "fmnist_edge.")
+       if not m.ispkg and m.name != "fmnist_edge.__main__"]
+for name in cli:
+    importlib.import_module(name)
+# Run the device's commands too, so that imports inside functions happen as well.
+from fmnist_edge.classify import classify_exit_code
+from fmnist_edge.runtime.doctor import run_doctor
+from fmnist_edge.runtime.selftest import run_selftest
+assert classify_exit_code([sys.argv[1]], json_lines=True, top_k=3) == 0
+assert run_selftest().ok
+assert run_doctor().ready
+print(json.dumps({"runtime": runtime, "cli": cli, "after_runtime": after_runtime, "at_end": loaded(heavy)}))
 """
+TRAINING_STAGES = ("fmnist_edge.train", "fmnist_edge.export", "fmnist_edge.common")
 
 
-def test_the_runtime_never_imports_tensorflow(photo: Path, tmp_path: Path) -> None:
-    # A fresh interpreter: in this pytest process other test files may import TensorFlow themselves.
+def test_no_runtime_or_cli_module_imports_tensorflow_and_the_runtime_needs_no_other_stage(
+    photo: Path, tmp_path: Path
+) -> None:
+    # A fresh interpreter: in this pytest process other test files import TensorFlow themselves.
+    # Every module is found by walking the packages, so a module added later is covered too.
     result = subprocess.run(
-        [sys.executable, "-c", LIBRARY_SCRIPT, str(photo), *HEAVY],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, "-c", WALK_SCRIPT, str(photo), ",".join(HEAVY), ",".join(TRAINING_STAGES)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    label, loaded = result.stdout.splitlines()[-2:]
-    assert label in CLASS_NAMES
-    assert loaded == "[]", f"the runtime imported {loaded}"
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert "fmnist_edge.runtime.backends" in report["runtime"] and "fmnist_edge.app" in report["cli"]
+    assert report["after_runtime"] == [], "the runtime imported these"
+    assert report["at_end"] == [], "the runtime or the CLI imported these"
 
 
 # --- preprocessing: the pixel contract ---------------------------------------------------------
@@ -280,3 +330,25 @@ def test_a_photo_becomes_a_28x28_light_item_on_a_dark_background(photo: Path, tm
     assert pixels.max() > 128, "the item should be light"
     # What --save-input writes is then itself a dataset-like input: classifying it gives the same answer.
     np.testing.assert_array_equal(preprocess(save_png(pixels, tmp_path / "seen.png")), pixels)
+
+
+# --- foreign errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("foreign", "shown"),
+    [(ValueError("bad flatbuffer\n  at offset 12\n  ..."), "bad flatbuffer"), (ValueError(""), "ValueError"),
+     (RuntimeError("\n\n  second line only"), "second line only")],
+    ids=["multi-line", "empty", "leading-blank-lines"],
+)
+def test_a_foreign_error_becomes_ours_in_one_line_even_with_an_empty_message(
+    foreign: Exception, shown: str
+) -> None:
+    # An empty message once raised IndexError while the error was being reported.
+    from fmnist_edge.runtime.errors import reraise_as
+
+    with pytest.raises(ModelError) as caught, reraise_as(ModelError, "m.tflite: not a valid model", ValueError,
+                                                          RuntimeError):
+        raise foreign
+    assert str(caught.value) == f"m.tflite: not a valid model ({shown})"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

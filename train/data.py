@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.atomic import atomic_path
-from fmnist_edge.runtime.errors import DataError
+from fmnist_edge.common.atomic import atomic_path
+from fmnist_edge.common.errors import DataError
 
 ENV_DATA_DIR = "FMNIST_EDGE_DATA"
 ENV_MIRROR = "FMNIST_EDGE_MIRROR"

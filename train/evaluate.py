@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.atomic import write_text_atomic
-from fmnist_edge.runtime.backends import Backend, load_backend
+from fmnist_edge.common.atomic import write_text_atomic
+from fmnist_edge.common.keras_model import load_keras_model, training_record_for
+from fmnist_edge.runtime.backends import Backend, load_backend, run_batched
 from fmnist_edge.runtime.classifier import average_views, mirror_scores
 from fmnist_edge.runtime.errors import ModelError
-from fmnist_edge.runtime.formats import TRAINING_RECORD, kind_of
+from fmnist_edge.runtime.formats import kind_of
 from fmnist_edge.runtime.spec import CLASS_NAMES, NUM_CLASSES
 from fmnist_edge.train import data as fmnist_data
 
@@ -28,12 +29,7 @@ class KerasBackend:
     name = "keras"
 
     def __init__(self, path: Path) -> None:
-        import keras
-
-        try:
-            self._model = keras.models.load_model(path, compile=False)
-        except Exception as exc:  # Keras raises many types for a bad file
-            raise ModelError(f"{path}: cannot load Keras model ({str(exc).splitlines()[0]})") from None
+        self._model = load_keras_model(path)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         return self._model(pixels.astype(np.float32), training=False).numpy()
@@ -88,7 +84,7 @@ def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: in
         scores = average_views(as_is, mirrored)
         disagreement = float((as_is.argmax(1) != mirrored.argmax(1)).mean())  # what the averaging removes
     else:
-        scores = np.concatenate([backend.run(pixels[i : i + batch]) for i in range(0, len(pixels), batch)])
+        scores = run_batched(backend.run, pixels, batch)
     pred = scores.argmax(1)
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
@@ -114,15 +110,9 @@ def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: 
 
         plotting.confusion_matrix(result.confusion, out_dir / "confusion_matrix.png")
         plotting.sample_grid(ds.test_images, ds.test_labels, result.predictions, out_dir / "samples.png")
-        record = _training_record_for(Path(model_path))
+        record = training_record_for(Path(model_path))
         if record is not None:
             plotting.training_curves(json.loads(record.read_text()), out_dir / "training_curves.png")
             report["training_record"] = record.name
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return result
-
-
-def _training_record_for(model_path: Path) -> Path | None:
-    """Exported models sit beside the Keras model they came from, and its training record."""
-    candidate = model_path.parent / TRAINING_RECORD
-    return candidate if candidate.is_file() else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.train.augment import augment_batch

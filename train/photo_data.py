@@ -41,8 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist_edge.runtime.atomic import write_bytes_atomic, write_text_atomic
-from fmnist_edge.runtime.errors import DataError
+from fmnist_edge.common.atomic import write_bytes_atomic, write_text_atomic
+from fmnist_edge.common.errors import DataError
 from fmnist_edge.runtime.photo_labels import LABELS_FILE
 
 ENV_MIRROR = "FMNIST_EDGE_PHOTOS_MIRROR"

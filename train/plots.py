@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.atomic import atomic_path
+from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.runtime.spec import CLASS_NAMES
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.runtime.atomic import write_text_atomic
+from fmnist_edge.common.atomic import write_text_atomic
+from fmnist_edge.common.keras_model import TRAINING_RECORD
 from fmnist_edge.runtime.backends import cores
 from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
-from fmnist_edge.runtime.formats import TRAINING_RECORD, by_name
+from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.machine import peak_rss_mb
 from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig

@@ -49,8 +49,10 @@ def columns(doc: dict) -> list[Column]:
 
 def machine_line(doc: dict) -> str:
     m = doc["machine"]
-    return (f"{m['cpu']}, {m['cores']} cores, {m['machine']} {m['bits']}-bit, Python {m['python']}, "
-            f"numpy {m['numpy']}")
+    int8 = m.get("int8_features")  # None: no /proc/cpuinfo (or a document from before it was recorded)
+    features = "unknown" if int8 is None else ", ".join(int8) or "none"
+    return (f"{m['cpu']}, {m['cores']} cores, {m['machine']} {m['bits']}-bit, int8 dot-product features: "
+            f"{features}, Python {m['python']}, numpy {m['numpy']}")
 
 
 def footnote(doc: dict) -> str:

@@ -1,17 +1,35 @@
-"""The work behind `fmnist-edge classify`: every input gets a result line or one error line."""
+"""The work behind `fmnist-edge classify`: every input gets a result line or one error line.
+
+Command-line code, not runtime: it expands what the user typed, prints rows or JSON Lines, and
+turns errors into exit codes. The library it drives is `Classifier` (runtime/classifier.py).
+Both routes into `classify` (cli/main.py's plain one and the typer app) call `classify_exit_code`.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from fmnist_edge.exits import EXIT_FAILED, EXIT_OK, exit_code
+from fmnist_edge.inputs import Input, expand
 from fmnist_edge.runtime.classifier import Classifier, Prediction
-from fmnist_edge.runtime.errors import FmnistEdgeError, ImageError
-from fmnist_edge.runtime.inputs import Input, expand
+from fmnist_edge.runtime.errors import FmnistEdgeError, ImageError, UsageError
 from fmnist_edge.runtime.preprocess import preprocess
+
+
+def classify_exit_code(paths: list[str], **options: Any) -> int:
+    """Run classify (`options` are run_classify's) and return its exit code: an error that stops
+    the whole run is one line on stderr and its code from the table; failed inputs make it 1."""
+    try:
+        failed = run_classify(paths, **options)
+    except FmnistEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_code(exc)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def run_classify(
@@ -89,7 +107,7 @@ def _writable_folder(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FmnistEdgeError(f"--save-input {directory}: cannot create the folder ({exc.strerror or exc})") from None
+        raise UsageError(f"--save-input {directory}: cannot create the folder ({exc.strerror or exc})") from None
 
 
 def _save_inputs(directory: Path, prepared: list[tuple[Input, np.ndarray]]) -> None:
@@ -106,4 +124,4 @@ def _save_inputs(directory: Path, prepared: list[tuple[Input, np.ndarray]]) -> N
         try:
             Image.fromarray(pixels, "L").save(directory / name)
         except OSError as exc:
-            raise FmnistEdgeError(f"--save-input {directory / name}: cannot write ({exc.strerror or exc})") from None
+            raise UsageError(f"--save-input {directory / name}: cannot write ({exc.strerror or exc})") from None
