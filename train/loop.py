@@ -104,6 +104,31 @@ def mirror_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) 
     return float(((probs[: len(x)] + probs[len(x) :]).argmax(1) == labels).mean())
 
 
+class ProgressBar(keras.callbacks.Callback):
+    """A bar over every training step with an ETA, for a person at a terminal. When stderr is a pipe
+    or a file (CI, a log), the per-epoch lines alone are written: a bar there is only noise."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.total = epochs * steps_per_epoch
+        self.bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("steps, ETA"),
+                            TimeRemainingColumn(), transient=True, console=Console(stderr=True))
+        self.task = None
+
+    def on_train_begin(self, logs=None) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=self.total)
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.bar.advance(self.task)
+
+    def on_train_end(self, logs=None) -> None:
+        self.bar.stop()
+
+
 class Recorder(keras.callbacks.Callback):
     """After each epoch: a history row, a line of progress, and the checkpoint when it is the best.
 

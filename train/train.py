@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,9 +130,12 @@ def train(
     }
     recorder = loop.Recorder(data, record, model_path, lambda: _write_record(record, record_path, started),
                              schedule, optimizer, log)
+    callbacks = [recorder]
+    if sys.stderr.isatty():
+        callbacks.append(loop.ProgressBar(cfg.epochs, len(batches)))
     try:
         model.fit(batches, validation_data=(data.val_x[..., None].astype("float32"), loop.one_hot(data.val_y)),
-                  epochs=cfg.epochs, callbacks=[recorder], verbose=0)
+                  epochs=cfg.epochs, callbacks=callbacks, verbose=0)
         record["status"] = "completed"
     except KeyboardInterrupt:
         record["status"] = "interrupted"
