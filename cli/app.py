@@ -199,7 +199,8 @@ def classify(
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime (runs the bundled int8 ONNX).")
+        str, typer.Option(help="auto, litert, tflite-runtime, onnxruntime (runs the bundled int8 ONNX) or numpy "
+                          "(runs the bundled float TFLite; auto's fallback when no interpreter imports).")
     ] = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")
@@ -261,7 +262,8 @@ def evaluate_photos(
 BENCH_HELP = """Latency, throughput, load time and memory of each model on each installed interpreter.
 
 Runs every model in the bundled manifest (or the PATHS given) on every installed backend that
-can run it: .tflite on LiteRT (and tflite-runtime, if it imports), .onnx on onnxruntime; with 1
+can run it: .tflite on LiteRT (and tflite-runtime, if it imports), the float .tflite also on the
+pure-numpy backend, .onnx on onnxruntime; with 1
 thread and with all cores; at batch 1, 32 and 256. Each row is timed after a warm-up, over up to
 1000 calls or --budget seconds, whichever comes first; p50/p90/p99 are per call, and images/s is
 batch / p50. Peak RSS is the bench process's peak (VmHWM) when the row was measured, so it only
@@ -396,7 +398,7 @@ def selftest(
     golden: Annotated[
         Path | None, typer.Option(help="Golden data file.", show_default="bundled golden.npz")
     ] = None,
-    backend: Annotated[str, typer.Option(help="auto, litert, tflite-runtime or onnxruntime.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, litert, tflite-runtime, onnxruntime or numpy.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
 ) -> None:
     from fmnist_edge.runtime.errors import MissingGoldenError

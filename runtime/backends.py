@@ -141,16 +141,19 @@ class OnnxBackend:
         return np.asarray(scores, dtype=np.float32)
 
 
-BACKEND_NAMES = ("litert", "tflite-runtime", "onnxruntime")  # what --backend accepts, besides auto
-BACKEND_KIND = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}  # the files each runs
-BACKEND_MODULES = {**TFLITE_INTERPRETERS, "onnxruntime": "onnxruntime"}  # what must import for each
-BACKEND_PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime"}
+BACKEND_NAMES = ("litert", "tflite-runtime", "onnxruntime", "numpy")  # what --backend accepts, besides auto
+BACKEND_KIND = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx", "numpy": "tflite"}
+BACKEND_MODULES = {**TFLITE_INTERPRETERS, "onnxruntime": "onnxruntime", "numpy": "fmnist_edge.runtime.numpy_backend"}
+BACKEND_PACKAGES = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime", "onnxruntime": "onnxruntime",
+                    "numpy": "numpy"}
+BACKEND_PRECISIONS = {"numpy": ("fp32",)}  # backends that run only some precisions; the rest run all
 
 
 def load_backend(path: Path, threads: int | None = None, backend: str | None = None) -> Backend:
     """Open a model file with the interpreter its suffix calls for (or the one named by `backend`).
 
-    `threads` None means every core this process may use; `backend` None or "auto" picks by suffix.
+    `threads` None means every core this process may use; `backend` None or "auto" picks by suffix,
+    and runs a float .tflite on numpy when no TFLite interpreter imports.
     """
     path = Path(path)
     kind = kind_of(path)
@@ -169,7 +172,18 @@ def load_backend(path: Path, threads: int | None = None, backend: str | None = N
         raise ModelError(f"{path}: model file is empty")
     if kind == "onnx":
         return OnnxBackend(path, threads)
-    return TFLiteBackend(path, threads, interpreter=backend)
+    if backend == "numpy":
+        from fmnist_edge.runtime.numpy_backend import NumpyBackend
+
+        return NumpyBackend(path, threads)
+    try:
+        return TFLiteBackend(path, threads, interpreter=backend)
+    except MissingExtraError as missing:
+        if backend is not None:
+            raise
+        from fmnist_edge.runtime.fallback import numpy_instead  # no TFLite interpreter imports (runtime/fallback.py)
+
+        return numpy_instead(path, threads, missing)
 
 
 @contextlib.contextmanager

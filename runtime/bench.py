@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.runtime import machine
-from fmnist_edge.runtime.backends import BACKEND_KIND, Backend, load_backend
+from fmnist_edge.runtime.backends import BACKEND_KIND, BACKEND_PRECISIONS, Backend, load_backend
 from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
 from fmnist_edge.runtime.formats import FORMATS, kind_of
 from fmnist_edge.runtime.golden import default_path, load_golden
@@ -145,6 +145,10 @@ def targets(paths: Sequence[Path] | None = None) -> tuple[list[Target], list[str
         precision = precision_of(path)
         for name, runs in BACKEND_KIND.items():
             if runs != kind:
+                continue
+            if precision not in BACKEND_PRECISIONS.get(name, (precision,)):
+                note = f"{name}: runs {', '.join(BACKEND_PRECISIONS[name])} models only; skipped {path.name}"
+                notes.append(note)
                 continue
             if not usable[name].usable:
                 note = f"{name}: skipped, {usable[name].error}"

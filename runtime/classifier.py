@@ -75,8 +75,13 @@ def average_views(as_is: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 
 
 def default_model_path(backend: str | None = None) -> Path:
-    """The bundled model: int8 TFLite, or int8 ONNX when onnxruntime is asked for."""
+    """The bundled model: int8 TFLite, or int8 ONNX when onnxruntime is asked for, or the float
+    TFLite for numpy (asked for, or standing in when no interpreter imports: runtime/fallback.py)."""
+    from fmnist_edge.runtime import fallback
+
     directory = manifests.bundled_dir()
+    if fallback.wants_numpy(backend):
+        return directory / fallback.float_model_name()
     manifest = manifests.load_manifest(directory)
     name = by_name("onnx-int8").filename if backend == "onnxruntime" else manifest.get("default_model")
     if name is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fmnist_edge.runtime import machine
 from fmnist_edge.runtime import manifest as manifests
-from fmnist_edge.runtime.backends import BACKEND_KIND, load_backend
+from fmnist_edge.runtime.backends import BACKEND_KIND, BACKEND_PRECISIONS, load_backend
 from fmnist_edge.runtime.errors import FmnistEdgeError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE
@@ -93,7 +93,9 @@ class DoctorReport:
 
 
 def _model_for(backend: str) -> str:
-    return by_name("onnx-int8" if BACKEND_KIND[backend] == "onnx" else "tflite-int8").filename
+    """The bundled model a backend runs: int8, except for a backend that runs only float (numpy)."""
+    precision = BACKEND_PRECISIONS.get(backend, ("int8",))[0]
+    return by_name(f"{BACKEND_KIND[backend]}-{precision}").filename
 
 
 def check_model(directory: Path, manifest: dict | None, filename: str, backend: str | None) -> tuple[str, bool]:
