@@ -25,6 +25,9 @@ FILE_IDENTIFIER = b"TFL3"
 # enum BuiltinOperator (int32): only the codes the numpy backend can run.
 OPS = {0: "ADD", 1: "AVERAGE_POOL_2D", 3: "CONV_2D", 9: "FULLY_CONNECTED", 17: "MAX_POOL_2D", 18: "MUL",
        19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX", 40: "MEAN"}
+# Names of common ops it does not run, so a refusal names the op rather than a number.
+UNSUPPORTED = {2: "CONCATENATION", 4: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE", 14: "LOGISTIC", 28: "TANH", 34: "PAD",
+               41: "SUB", 42: "DIV", 114: "QUANTIZE"}
 # enum TensorType (byte) -> numpy dtype; names of the others, for the refusal message.
 DTYPES = {0: np.dtype(np.float32), 2: np.dtype(np.int32), 4: np.dtype(np.int64)}
 TYPE_NAMES = {0: "FLOAT32", 1: "FLOAT16", 2: "INT32", 3: "UINT8", 4: "INT64", 5: "STRING", 6: "BOOL", 7: "INT16",
@@ -176,7 +179,7 @@ def _opcode(r: _Reader, table: int) -> str:
     code = max(int(r.scalar(table, OPCODE_BUILTIN, "i", 0)), int(r.scalar(table, OPCODE_DEPRECATED, "b", 0)))
     if r.field_pos(table, OPCODE_CUSTOM) is not None:
         return f"custom op {r.string(table, OPCODE_CUSTOM)!r}"
-    return OPS.get(code, f"builtin op {code}")
+    return OPS.get(code) or UNSUPPORTED.get(code, f"builtin op {code}")
 
 
 def _tensor(r: _Reader, index: int, table: int, buffers: list[int]) -> Tensor:
