@@ -40,7 +40,7 @@ HEAVY = ("tensorflow", "keras", *INTERPRETERS)
 
 
 def fashion_test_set() -> tuple[np.ndarray, np.ndarray]:
-    from fmnist_edge.runtime.errors import DataError
+    from fmnist_edge.common.errors import DataError
     from fmnist_edge.train import data
 
     try:
