@@ -141,17 +141,24 @@ def load_backend(path: Path, threads: int | None = None, backend: str | None = N
     if path.stat().st_size == 0:
         raise ModelError(f"{path}: model file is empty")
     row = _first_installed(candidates)
-    return row.open_class()(path, threads, row)
+    opener = row.open_class()
+    if set(row.precisions) >= set(candidates[0].precisions):
+        return opener(path, threads, row)
+    try:
+        return opener(path, threads, row)
+    except ModelError as refused:
+        # A fallback that runs fewer precisions (numpy: float only) cannot stand in for this file:
+        # what is missing is the interpreter it stood in for, and its install command says so.
+        first = candidates[0]
+        raise MissingExtraError(first.package, first.extra,
+                                f"{first.alternatives}; {row.name} cannot stand in: {refused}") from None
 
 
 def _first_installed(candidates: tuple[registry.Row, ...]) -> registry.Row:
     """The first row whose module imports; when none does, the first row's install command."""
     for row in candidates:
-        try:
-            importlib.import_module(row.module)
-        except ImportError:
-            continue
-        return row
+        if row.imports():
+            return row
     first = candidates[0]
     raise MissingExtraError(first.package, first.extra, first.alternatives)
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from fmnist_edge.runtime import machine, registry
 from fmnist_edge.runtime.backends import Backend, load_backend, run_batched
-from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
+from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError, ModelError
 from fmnist_edge.runtime.formats import FORMATS, kind_of
 from fmnist_edge.runtime.golden import default_path, load_golden
 from fmnist_edge.runtime.manifest import bundled_dir, entry_for, load_manifest, manifest_beside
@@ -53,7 +53,7 @@ class Target:
     path: Path
     kind: str  # tflite | onnx | keras
     precision: str  # int8 | fp32 | unknown
-    backend: str  # litert | tflite-runtime | onnxruntime | keras
+    backend: str  # a registry row's name, or keras
     load: Callable[[int | None], Backend]
     threads: tuple[int | None, ...]
     prepare: Callable[[], object] | None = None  # untimed, just before the first load: e.g. import TensorFlow
@@ -130,9 +130,16 @@ def manifest_models() -> list[Path]:
     return [directory / name for name in order + sorted(listed - set(order))]
 
 
-def targets(paths: Sequence[Path] | None = None) -> tuple[list[Target], list[str]]:
-    """Every (model, usable backend) pair, and a note for each model or backend left out and why."""
+def targets(paths: Sequence[Path] | None = None, backend: str | None = None) -> tuple[list[Target], list[str]]:
+    """Every (model, usable backend) pair, and a note for each model or backend left out and why.
+
+    `backend` None (or "auto") takes every installed row of the registry; a name takes that row
+    alone, and one that does not import is an error naming its install command, as in classify.
+    """
+    rows = registry.BACKENDS if backend in (None, "auto") else (registry.row(backend),)
     usable = {i.backend: i for i in machine.probe_all()}
+    if len(rows) == 1 and not usable[rows[0].name].usable:
+        raise MissingExtraError(rows[0].package, rows[0].extra, rows[0].alternatives)
     found: list[Target] = []
     notes: list[str] = []
     for path in paths or manifest_models():
@@ -143,13 +150,16 @@ def targets(paths: Sequence[Path] | None = None) -> tuple[list[Target], list[str
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         precision = precision_of(path)
-        for name in (row.name for row in registry.for_kind(kind)):
-            if not usable[name].usable:
-                note = f"{name}: skipped, {usable[name].error}"
+        for row in (r for r in rows if r.kind == kind):
+            if not row.runs(precision):
+                notes.append(f"{row.name}: runs {'/'.join(row.precisions)} models only; skipped {path.name}")
+                continue
+            if not usable[row.name].usable:
+                note = f"{row.name}: skipped, {usable[row.name].error}"
                 if note not in notes:
                     notes.append(note)
                 continue
-            found.append(Target(path, kind, precision, name, _opener(path, name), thread_counts()))
+            found.append(Target(path, kind, precision, row.name, _opener(path, row.name), thread_counts()))
     return found, notes
 
 

@@ -76,12 +76,15 @@ def average_views(as_is: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
 
 
 def default_model_path(backend: str | None = None) -> Path:
-    """The bundled model: the manifest's default (int8 TFLite), or for a backend that runs another
-    kind of file the int8 model of that kind (formats.default_format decides)."""
+    """The bundled model for `backend`: the one its registry row runs by default
+    (formats.default_format). With "auto"/None the row is the registry's automatic choice, the
+    first installed interpreter in priority order, so an install with only onnxruntime runs the
+    int8 ONNX and one with no interpreter at all runs the float TFLite on numpy. When that is the
+    manifest's default format, the manifest names the file."""
     directory = manifests.bundled_dir()
     manifest = manifests.load_manifest(directory)
-    kind = None if backend in (None, "auto") else registry.row(backend).kind
-    default = default_format(kind)
+    row = registry.auto() if backend in (None, "auto") else registry.row(backend)
+    default = default_format(row.kind, row.precisions) if row is not None else default_format()
     name = manifest.get("default_model") if default == default_format() else default.filename
     if name is None:
         raise ModelError(

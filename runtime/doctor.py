@@ -5,8 +5,12 @@ models and their hashes), then checks them against combinations known not to wor
 is a pure function of those facts, `known_problems`, so the tests can feed it a Raspberry Pi
 with a 32-bit OS or a numpy 2 install without owning one.
 
-Ready means: at least one interpreter imports, and the bundled model it runs is present,
-matches the manifest's SHA-256, and classifies one image.
+Ready means: the automatic choice works. That is the first backend in the registry's priority
+order that imports (runtime/registry.py: LiteRT, tflite-runtime, onnxruntime, then numpy), with
+the bundled model it runs; its model must be present, match the manifest's SHA-256, and classify
+one image. Each interpreter's line says whether it is that choice, and if not why not (missing,
+or a backend before it comes first), because "which one will classify use?" is the question a
+user with two interpreters, or none, is asking.
 """
 
 from __future__ import annotations
@@ -70,31 +74,46 @@ class DoctorReport:
     interpreters: list[machine.Interpreter]
     models: list[str]  # one line per checked model
     warnings: list[str]
-    ready_with: list[str] = field(default_factory=list)  # "litert + fmnist_cnn_int8.tflite", ...
+    ready_with: list[str] = field(default_factory=list)  # "litert + fmnist_cnn_int8.tflite", ... in priority order
+    choice: str | None = None  # what auto uses: the first usable backend + its bundled model
 
     @property
     def ready(self) -> bool:
-        return bool(self.ready_with)
+        return self.choice is not None and self.choice in self.ready_with
 
     def lines(self) -> list[str]:
         out = [f"{name:<12} {value}" for name, value in self.facts]
-        out.append("interpreters")
+        out.append("interpreters (without --backend, the first that imports is used)")
         for i in self.interpreters:
-            state = f"ok       {i.version}" if i.usable else f"missing  {i.error}"
+            state = f"ok       {i.version or '?':<8} {self._role(i)}" if i.usable else f"missing  {i.error}"
             out.append(f"  {i.backend:<15} {state}")
         out.append("models")
         out += [f"  {line}" for line in self.models]
         out += [f"warning: {w}" for w in self.warnings]
         if self.ready:
-            out.append(f"doctor: ready ({'; '.join(self.ready_with)})")
+            out.append(f"doctor: ready ({self.choice})")
+        elif self.choice is not None and self.ready_with:
+            out.append(f"doctor: not ready: the automatic choice, {self.choice}, fails; with --backend these "
+                       f"work: {'; '.join(self.ready_with)}")
         else:
             out.append("doctor: not ready: no installed interpreter can run a verified bundled model")
         return out
 
+    def _role(self, interpreter: machine.Interpreter) -> str:
+        """Why a usable backend is, or is not, the one used without --backend."""
+        row = registry.row(interpreter.backend)
+        only = "" if set(row.precisions) >= {"int8", "fp32"} else f"; only {'/'.join(row.precisions)} models"
+        model = _model_for(row.name)
+        if self.choice is not None and self.choice.startswith(f"{row.name} + "):
+            return f"used: the first that imports, runs {model}{only}"
+        first = next(i.backend for i in self.interpreters if i.usable)
+        return f"not used: {first} comes first (--backend {row.name} runs {model}{only})"
+
 
 def _model_for(backend: str) -> str:
-    """The bundled model `backend` runs by default."""
-    return default_format(registry.row(backend).kind).filename
+    """The bundled model `backend` runs by default (its row's kind and precisions decide)."""
+    row = registry.row(backend)
+    return default_format(row.kind, row.precisions).filename
 
 
 def check_model(directory: Path, manifest: dict | None, filename: str, backend: str | None) -> tuple[str, bool]:
@@ -153,17 +172,20 @@ def run_doctor() -> DoctorReport:
         manifest_line = str(exc)
     golden = directory / GOLDEN_FILE
     models = [manifest_line]
-    ready_with = []
-    wanted = {_model_for(b) for b in usable} | {default_format().filename}
-    for filename in sorted(wanted, key=lambda f: (not f.endswith(".tflite"), f)):
-        runner = next((b for b in usable if _model_for(b) == filename), None)
-        line, ran = check_model(directory, manifest, filename, runner)
+    runners: dict[str, str] = {}  # model file -> the first usable backend that runs it: each file loads once
+    for name in usable:
+        runners.setdefault(_model_for(name), name)
+    worked = set()
+    for filename in sorted(runners.keys() | {default_format().filename}, key=lambda f: (not f.endswith(".tflite"), f)):
+        line, ran = check_model(directory, manifest, filename, runners.get(filename))
         models.append(line)
         if ran:
-            ready_with.append(f"{runner} + {filename}")
+            worked.add(runners[filename])
+    ready_with = [f"{name} + {_model_for(name)}" for name in usable if name in worked]  # in priority order
     models.append(f"{GOLDEN_FILE}: {'present' if golden.is_file() else 'missing'} (used by `fmnist-edge selftest`)")
 
     installed = {i.backend: i.version for i in interpreters}
     py = tuple(int(p) for p in platform.python_version_tuple()[:2])
     warnings = known_problems(platform.machine(), bits, (py[0], py[1]), np.__version__, installed, usable)
-    return DoctorReport(facts, interpreters, models, warnings, ready_with)
+    choice = f"{usable[0]} + {_model_for(usable[0])}" if usable else None
+    return DoctorReport(facts, interpreters, models, warnings, ready_with, choice)

@@ -45,13 +45,18 @@ def kind_of(path: Path) -> str:
     raise ModelError(f"{path}: unknown model type {suffix or '(no suffix)'}; expected .tflite, .onnx or .keras")
 
 
-def default_format(kind: str | None = None) -> Format:
+def default_format(kind: str | None = None, precisions: tuple[str, ...] | None = None) -> Format:
     """The bundled model to run when none is named: DEFAULT_FORMAT, or for a backend that runs
-    another kind of file (onnxruntime), the int8 model of that kind. The one place that decides it."""
+    another kind of file (onnxruntime) or only some precisions (numpy: fp32), the model of that
+    kind in the first precision it runs, int8 first when it runs int8. The one place that decides it
+    (a registry row passes its kind and precisions)."""
     default = by_name(DEFAULT_FORMAT)
-    if kind is None or kind == default.kind:
-        return default
-    for fmt in EXPORTED:
-        if fmt.kind == kind and fmt.precision == default.precision:
-            return fmt
-    raise ModelError(f"no bundled {default.precision} model of kind {kind!r}")
+    kind = kind or default.kind
+    precisions = precisions or (default.precision,)
+    if default.precision in precisions:  # int8 wherever the backend runs it: smaller, and the golden model
+        precisions = (default.precision, *precisions)
+    for precision in precisions:
+        for fmt in EXPORTED:
+            if fmt.kind == kind and fmt.precision == precision:
+                return fmt
+    raise ModelError(f"no bundled {' or '.join(precisions)} model of kind {kind!r}")

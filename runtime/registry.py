@@ -2,15 +2,20 @@
 CLI read their rows here, found by name; none of them keeps its own list or dict of backend names.
 
 A row says what `--backend` accepts, what must import for it, which distribution reports its
-version, how to install it, which model files it runs, and which class opens a file. Rows are in
-priority order: `--backend auto` opens a file with the first installed row of its kind, so LiteRT
-is preferred to tflite-runtime.
+version, how to install it, which model files (kind and precision) it runs, and which class opens
+a file. Rows are in priority order, and `--backend auto` is nothing but that order:
 
-Adding a backend is one row. A pure-numpy interpreter, for example, would be
-`Row("numpy", "numpy", "numpy", "tflite", "fmnist_edge.runtime.numpy_backend:NumpyBackend", ...)`,
-placed last so that it only runs a .tflite file when no real interpreter is installed (or when
-asked for by name). The class named by `opener` is imported only when a file is opened with it,
-and is called as `cls(path, threads, row)`; it must satisfy `backends.Backend`.
+  * no model named (classify, selftest): the first row whose module imports, with the bundled
+    model it runs (`auto()`, then formats.default_format(row.kind, row.precisions));
+  * a model named: the first importing row of that file's kind (`auto(kind)`).
+
+So LiteRT is preferred to tflite-runtime, onnxruntime (its own kind of file) comes next, and the
+pure-numpy interpreter, last, is the fallback when none of them imports: it always imports where
+the runtime does, and runs only the float .tflite, so the fallback picks the float model by itself.
+doctor prints the same choice and, for every other row, why it is not the one used.
+
+Adding a backend is one row. The class named by `opener` is imported only when a file is opened
+with it, and is called as `cls(path, threads, row)`; it must satisfy `backends.Backend`.
 
 This module imports nothing beyond the standard library and our error classes, so the CLI can build its help from it
 without paying for numpy.
@@ -34,6 +39,20 @@ class Row:
     install: str  # one line on how to get it (doctor shows it when missing)
     extra: str | None = None  # our pip extra that installs it, when there is one
     alternatives: str = ""  # appended to the "not installed" error: what else would do
+    precisions: tuple[str, ...] = ("int8", "fp32")  # model precisions it runs, the one it prefers first
+
+    def runs(self, precision: str | None) -> bool:
+        """Whether it runs a model of `precision`; an unknown precision is left to the opener to judge."""
+        return precision in (None, "unknown") or precision in self.precisions
+
+    def imports(self) -> bool:
+        """Whether its module imports now. Any exception counts as no: a binary wheel built for
+        another numpy raises ImportError, AttributeError or RuntimeError, and auto must pass it by."""
+        try:
+            importlib.import_module(self.module)
+        except Exception:
+            return False
+        return True
 
     def open_class(self) -> type:
         """The class that opens a file with this backend, imported now (not when the table is read)."""
@@ -51,6 +70,12 @@ BACKENDS: tuple[Row, ...] = (
         alternatives=" (it needs numpy<2)"),
     Row("onnxruntime", "onnxruntime", "onnxruntime", "onnx",
         "fmnist_edge.runtime.backends:OnnxBackend", 'pip install "fmnist-edge[onnx]"', extra="onnx"),
+    # The pure-numpy interpreter (runtime/numpy_backend.py): float .tflite models only, since int8
+    # kernels would have to match the interpreters' integer rounding. numpy is a dependency of the
+    # runtime itself, so this row always imports: last in the order, it is auto's fallback when no
+    # interpreter above does (32-bit Pi OS, a Python with no wheels), and --backend numpy names it.
+    Row("numpy", "numpy", "numpy", "tflite", "fmnist_edge.runtime.numpy_backend:NumpyBackend",
+        "pip install numpy (a dependency of fmnist-edge)", precisions=("fp32",)),
 )
 NAMES: tuple[str, ...] = tuple(row.name for row in BACKENDS)
 KINDS: tuple[str, ...] = tuple(dict.fromkeys(row.kind for row in BACKENDS))  # the file kinds some backend runs
@@ -69,6 +94,12 @@ def for_kind(kind: str) -> tuple[Row, ...]:
     return tuple(r for r in BACKENDS if r.kind == kind)
 
 
+def auto(kind: str | None = None) -> Row | None:
+    """What `--backend auto` uses: the first row (of `kind`, when a model file is named) whose module
+    imports; None when none does. On the usual install the first row imports and nothing else is tried."""
+    return next((r for r in BACKENDS if (kind is None or r.kind == kind) and r.imports()), None)
+
+
 def choices() -> str:
-    """'auto, litert, tflite-runtime or onnxruntime': for --backend's help."""
+    """'auto, litert, tflite-runtime, onnxruntime or numpy': for --backend's help."""
     return ", ".join(("auto", *NAMES[:-1])) + f" or {NAMES[-1]}"

@@ -7,7 +7,9 @@ Three checks on the golden images (runtime/golden.py):
 
 1 and 2 are required only when the model is the very file the golden scores came from. A
 different file (the int8 ONNX, a float model) is a different computation, so its agreement is
-reported but not judged.
+reported but not judged; except on a backend that runs only float models (numpy, registry.py),
+whose whole point is to stand in for the int8 model: it is judged by the looser rule of
+runtime/float_golden.py, else a fallback install could never fail its selftest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.classifier import Classifier
 from fmnist_edge.runtime.errors import GoldenError
+from fmnist_edge.runtime.float_golden import float_rule
 from fmnist_edge.runtime.golden import Golden, load_golden
 from fmnist_edge.runtime.machine import package_version
 from fmnist_edge.runtime.manifest import manifest_beside, sha256_file
@@ -43,19 +46,24 @@ class SelftestResult:
     max_abs_diff: float
     preprocess_identical: int
     problems: list[str] = field(default_factory=list)
+    float_tolerance: float | None = None  # set when a float model was judged against int8 golden scores
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def versions(self) -> str:
-        return (f"{self.backend} {package_version(registry.row(self.backend).package)}, numpy {np.__version__}, "
-                f"Pillow {package_version('pillow')}")
+        package = registry.row(self.backend).package
+        interpreter = "" if package == "numpy" else f"{self.backend} {package_version(package)}, "  # listed next
+        return f"{interpreter}numpy {np.__version__}, Pillow {package_version('pillow')}"
 
     def summary(self) -> str:
         """The one line the CLI prints."""
         if self.same_model:
             top1 = f"{self.agree}/{self.total} top-1"
+        elif self.float_tolerance is not None:
+            top1 = (f"{self.agree}/{self.total} top-1 agree (float {self.model.name} against the int8 golden scores, "
+                    f"tolerance {self.float_tolerance:.3g})")
         else:
             top1 = f"{self.agree}/{self.total} top-1 agree ({self.model.name} is not the golden model: reported only)"
         pre = ("preprocessing identical" if self.preprocess_identical == self.total
@@ -112,7 +120,11 @@ def run_selftest(
         problems.append(f"{len(golden) - agree}/{len(golden)} top-1 differ from the golden scores")
     if same_model and max_diff > SCORE_TOLERANCE:
         problems.append(f"scores differ by up to {max_diff:.1e} (tolerance {SCORE_TOLERANCE:.0e})")
+    float_only = "int8" not in registry.row(classifier.backend.name).precisions
+    rule = float_rule(classifier.path, golden) if float_only and not same_model else None
+    if rule is not None:
+        problems += rule.problems(scores, golden)
     if identical < len(golden):
         problems.append(f"preprocessing changed {len(golden) - identical} of {len(golden)} dataset images")
     return SelftestResult(classifier.path, classifier.backend.name, same_model, agree, len(golden), max_diff,
-                          identical, problems)
+                          identical, problems, rule.tolerance if rule is not None else None)

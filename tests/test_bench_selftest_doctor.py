@@ -83,7 +83,7 @@ def test_the_default_bench_runs_every_bundled_model_on_every_installed_backend()
     rows = json.loads(result.stdout)["results"]
     usable = {i.backend for i in machine.probe_all() if i.usable}
     expected = {(m["file"], row.name) for m in load_manifest()["models"] for row in registry.for_kind(m["format"])
-                if row.name in usable}
+                if row.name in usable and row.runs(m["precision"])}
     measured = [(r["file"], r["backend"]) for r in rows if r["backend"] != "keras"]
     assert set(measured) == expected
     per_load = len(bench.thread_counts()) * len(bench.BATCHES)
@@ -232,6 +232,11 @@ def test_doctor_lists_every_interpreter_and_exits_0_when_ready() -> None:
         assert re.search(rf"^{fact} ", result.stdout, re.MULTILINE), fact
     assert "sha256 matches the manifest" in result.stdout
     assert result.stdout.splitlines()[-1].startswith("doctor: ready (")
+    # Which backend a plain classify uses, and why each other usable one is not.
+    used = re.findall(r"^  (\S+) +ok +\S+ +used: the first that imports", result.stdout, re.MULTILINE)
+    assert len(used) == 1 and result.stdout.splitlines()[-1].startswith(f"doctor: ready ({used[0]} + ")
+    assert re.search(rf"^  numpy +ok +\S+ +not used: {used[0]} comes first \(--backend numpy runs "
+                     r"fmnist_cnn_fp32\.tflite; only fp32 models\)$", result.stdout, re.MULTILINE)
 
 
 # --- the CPU features that decide int8 speed -------------------------------------------------------

@@ -1,0 +1,240 @@
+"""The `numpy` backend: the float .tflite model executed op by op in numpy, with no interpreter.
+
+Why: it is the classifier of last resort, where no LiteRT, tflite-runtime or onnxruntime wheel
+installs (32-bit Raspberry Pi OS, new Pythons, odd platforms), so it needs nothing compiled
+beyond numpy. It reads the model with runtime/tflite_reader.py and runs the float model only:
+int8 kernels would need integer arithmetic matching the interpreters' rounding, and a float
+graph in float32 matches LiteRT's fp32 scores to ~1e-5 (tests/test_numpy_backend.py).
+
+Convolutions are im2col + one float32 matmul per layer, so the time goes to BLAS (~1 ms per
+image at one thread on x86 at batch 32). `threads` limits the BLAS pool during `run` (see
+runtime/blas_threads.py); the rest of the work is single-threaded numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from fmnist_edge.runtime.blas_threads import blas_threads
+from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.registry import Row
+from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
+from fmnist_edge.runtime.tflite_reader import Graph, Operator, read_graph
+
+# Images per pass through the graph: bigger batches only grow the im2col buffers (14 MB per 32
+# images at the second layer) past the caches; measured 1.9 ms/image at batch 256 unchunked.
+CHUNK = 64
+Kernel = Callable[[list[np.ndarray]], np.ndarray]  # the op's non-constant inputs -> its output
+
+
+class NumpyBackend:
+    """A float .tflite run op by op; registry.py's `numpy` row opens files with it."""
+
+    name = "numpy"
+
+    def __init__(self, path: Path, threads: int | None = None, row: Row | None = None) -> None:
+        path = Path(path)
+        if row is not None:
+            self.name = row.name
+        try:
+            graph = read_graph(path)
+        except ModelError as exc:
+            raise ModelError(f"{exc} (use the float model, {_FLOAT_MODEL})" if "float32" in str(exc) else str(exc)) \
+                from None
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+            raise ModelError(f"{path}: {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; expected one each")
+        inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+        if list(inp.shape[1:]) != list(INPUT_SHAPE) or len(inp.shape) != 4:
+            raise ModelError(f"{path}: model input shape {list(inp.shape)} is not [N, 28, 28, 1]")
+        if not out.shape or out.shape[-1] != NUM_CLASSES:
+            raise ModelError(f"{path}: model output shape {list(out.shape)} is not [N, {NUM_CLASSES}]")
+        if any(t.quantized for t in graph.tensors):
+            raise ModelError(f"{path}: a quantized model; the numpy backend runs the float model, {_FLOAT_MODEL}")
+        self._graph = graph
+        self._steps = [_compile(graph, i, op) for i, op in enumerate(graph.operators)]
+        self._threads = threads
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [N, 28, 28, 1] -> float32 scores [N, 10]."""
+        with blas_threads(self._threads):
+            chunks = [self._run(pixels[i : i + CHUNK]) for i in range(0, len(pixels), CHUNK)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        values: dict[int, np.ndarray] = {self._graph.inputs[0]: pixels.astype(np.float32)}
+        for inputs, output, kernel in self._steps:
+            values[output] = kernel([values[i] for i in inputs])
+        return np.asarray(values[self._graph.outputs[0]], dtype=np.float32).reshape(len(pixels), -1)
+
+
+_FLOAT_MODEL = by_name("tflite-fp32").filename  # what a refusal points to
+
+
+def _compile(graph: Graph, index: int, op: Operator) -> tuple[list[int], int, Kernel]:
+    """Bind the op's constant inputs (weights, axes) now, so `run` only passes activations."""
+    if len(op.outputs) != 1:
+        raise ModelError(f"operator {index} ({op.op}) has {len(op.outputs)} outputs; expected 1")
+    const = {i: graph.tensors[t].data for i, t in enumerate(op.inputs) if t >= 0 and graph.tensors[t].data is not None}
+    live = [t for i, t in enumerate(op.inputs) if t >= 0 and i not in const]
+    build = _BUILDERS[op.op]
+    try:
+        kernel = build(op.options, const)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ModelError(f"operator {index} ({op.op}) has inputs the numpy backend cannot run ({exc})") from None
+    return live, op.outputs[0], kernel
+
+
+def _activate(x: np.ndarray, activation: object) -> np.ndarray:
+    if activation == "RELU":
+        np.maximum(x, 0, out=x)
+    elif activation == "RELU6":
+        np.clip(x, 0, 6, out=x)
+    return x
+
+
+def _pads(size: int, kernel: int, stride: int, padding: object) -> tuple[int, int, int]:
+    """Output size and (before, after) padding, as TFLite computes them."""
+    if padding == "VALID":
+        return (size - kernel) // stride + 1, 0, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, sh: int, sw: int, padding: object, fill: float) -> np.ndarray:
+    """A strided view [N, OH, OW, KH, KW, C] of the (padded) input: no copy until it is used."""
+    n, h, w, c = x.shape
+    oh, top, bottom = _pads(h, kh, sh, padding)
+    ow, left, right = _pads(w, kw, sw, padding)
+    if top or bottom or left or right:
+        padded = np.full((n, h + top + bottom, w + left + right, c), fill, dtype=x.dtype)
+        padded[:, top : top + h, left : left + w] = x
+        x = padded
+    s = x.strides
+    return as_strided(x, (n, oh, ow, kh, kw, c), (s[0], s[1] * sh, s[2] * sw, s[1], s[2], s[3]), writeable=False)
+
+
+def _conv(options: dict, const: dict) -> Kernel:
+    filters = const[1]  # [O, KH, KW, I]
+    o, kh, kw, i = filters.shape
+    weights = np.ascontiguousarray(filters.transpose(1, 2, 3, 0).reshape(kh * kw * i, o), dtype=np.float32)
+    bias = const.get(2)
+    sh, sw = int(options["stride_h"]), int(options["stride_w"])
+
+    def conv(args: list[np.ndarray]) -> np.ndarray:
+        x = args[0]
+        if x.shape[3] != i:
+            raise ModelError(f"CONV_2D expects {i} input channels, got {x.shape[3]}")
+        patches = _windows(x, kh, kw, sh, sw, options["padding"], 0.0)
+        n, oh, ow = patches.shape[:3]
+        y = patches.reshape(n * oh * ow, kh * kw * i) @ weights  # the reshape copies: that is the im2col
+        if bias is not None:
+            y += bias
+        return _activate(y, options["activation"]).reshape(n, oh, ow, o)
+
+    return conv
+
+
+def _pool(reduce: str) -> Callable[[dict, dict], Kernel]:
+    def build(options: dict, _const: dict) -> Kernel:
+        kh, kw = int(options["filter_h"]), int(options["filter_w"])
+        sh, sw, padding = int(options["stride_h"]), int(options["stride_w"]), options["padding"]
+
+        def pool(args: list[np.ndarray]) -> np.ndarray:
+            x = args[0]
+            taps = _windows(x, kh, kw, sh, sw, padding, -np.inf if reduce == "max" else 0.0)
+            # One strided slice per tap, combined in place: faster than reducing over the window axes.
+            y = taps[:, :, :, 0, 0].copy()
+            for dy in range(kh):
+                for dx in range(kw):
+                    if dy or dx:
+                        (np.maximum if reduce == "max" else np.add)(y, taps[:, :, :, dy, dx], out=y)
+            if reduce != "max":  # TFLite averages over the window's real pixels, never the padding
+                ones = np.ones((1, *x.shape[1:3], 1), dtype=np.float32)
+                y /= _windows(ones, kh, kw, sh, sw, padding, 0.0).sum(axis=(3, 4), dtype=np.float32)
+            return _activate(np.ascontiguousarray(y, dtype=np.float32), options["activation"])
+
+        return pool
+
+    return build
+
+
+def _fully_connected(options: dict, const: dict) -> Kernel:
+    weights = np.ascontiguousarray(const[1].T, dtype=np.float32)  # stored [O, I]
+    bias = const.get(2)
+
+    def fc(args: list[np.ndarray]) -> np.ndarray:
+        x = args[0]
+        y = x.reshape(-1, weights.shape[0]) @ weights
+        if bias is not None:
+            y += bias
+        y = _activate(y, options["activation"])
+        return y.reshape(*x.shape[:-1], -1) if options["keep_num_dims"] else y
+
+    return fc
+
+
+def _binary(ufunc: np.ufunc) -> Callable[[dict, dict], Kernel]:
+    def build(options: dict, const: dict) -> Kernel:
+        def apply(args: list[np.ndarray]) -> np.ndarray:
+            it = iter(args)
+            a = const[0] if 0 in const else next(it)
+            b = const[1] if 1 in const else next(it)
+            return _activate(ufunc(a, b, dtype=np.float32), options["activation"])
+
+        return apply
+
+    return build
+
+
+def _mean(options: dict, const: dict) -> Kernel:
+    axes = tuple(int(a) for a in np.atleast_1d(const[1]))
+
+    def mean(args: list[np.ndarray]) -> np.ndarray:
+        return args[0].mean(axis=axes, dtype=np.float32, keepdims=bool(options["keep_dims"]))
+
+    return mean
+
+
+def _reshape(_options: dict, const: dict) -> Kernel:
+    target = [int(d) for d in const[1]]
+
+    def reshape(args: list[np.ndarray]) -> np.ndarray:
+        x = args[0]
+        shape = list(target)
+        if len(shape) > 1 and shape[0] in (1, -1):  # the batch: stored as 1 or -1, run as N
+            shape[0] = x.shape[0]
+        return x.reshape(shape)
+
+    return reshape
+
+
+def _softmax(options: dict, _const: dict) -> Kernel:
+    beta = np.float32(options["beta"])
+
+    def softmax(args: list[np.ndarray]) -> np.ndarray:
+        z = (args[0] - args[0].max(axis=-1, keepdims=True)) * beta
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    return softmax
+
+
+_BUILDERS: dict[str, Callable[[dict, dict], Kernel]] = {
+    "CONV_2D": _conv,
+    "MAX_POOL_2D": _pool("max"),
+    "AVERAGE_POOL_2D": _pool("average"),
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _binary(np.add),
+    "MUL": _binary(np.multiply),
+    "MEAN": _mean,
+    "RESHAPE": _reshape,
+    "SOFTMAX": _softmax,
+    "RELU": lambda _o, _c: lambda args: _activate(args[0].copy(), "RELU"),
+    "RELU6": lambda _o, _c: lambda args: _activate(args[0].copy(), "RELU6"),
+}
