@@ -6,6 +6,7 @@ scores stored at export time, so they need no TensorFlow and run in seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -81,8 +82,10 @@ def test_committed_model_keeps_parity_on_the_full_test_set(entry: dict, test_set
 
 def test_unsure_threshold_is_calibrated_on_classifys_own_probabilities() -> None:
     # classify flags answers by its mirror-averaged confidence; a threshold calibrated on anything
-    # else would flag a different share of answers than the manifest says.
-    from fmnist_edge.export.calibrate import unsure_threshold
+    # else would flag a different share of answers than the manifest says. Both halves are
+    # recomputed: the dataset's from the training record's validation split, the photos' from the
+    # validation photos' inputs that export stored beside the models.
+    from fmnist_edge.export.calibrate import combined, photo_unsure_threshold, unsure_threshold
     from fmnist_edge.runtime.classifier import mirror_averaged
     from fmnist_edge.train.train import TrainConfig, split
 
@@ -91,9 +94,34 @@ def test_unsure_threshold_is_calibrated_on_classifys_own_probabilities() -> None
     config = TrainConfig(seed=saved["seed"], val_size=saved["val_size"], subset=saved.get("subset"))
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
     backend = load_backend(ARTIFACTS / MANIFEST["default_model"])
-    calibration = unsure_threshold(mirror_averaged(backend.run, val_x[..., None], 500), val_y)
+    on_dataset = unsure_threshold(mirror_averaged(backend.run, val_x[..., None], 500), val_y)
+    on_photos = None
+    if MANIFEST.get("photo_val_inputs"):
+        stored = ARTIFACTS / MANIFEST["photo_val_inputs"]["file"]
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == MANIFEST["photo_val_inputs"]["sha256"]
+        photos = np.load(stored)
+        on_photos = photo_unsure_threshold(mirror_averaged(backend.run, photos["images"][..., None], 500),
+                                           photos["labels"])
+        assert on_photos["accuracy_not_flagged"] >= 0.90  # the issue's bar: answers not flagged unsure
+    calibration = combined(on_dataset, on_photos)
     assert calibration == MANIFEST["unsure_calibration"]
     assert MANIFEST["unsure_threshold"] == calibration["threshold"]
+
+
+def test_photo_threshold_flags_as_few_as_the_target_allows() -> None:
+    from fmnist_edge.export.calibrate import photo_unsure_threshold
+
+    # Ten answers, most confident first: right, right, right, wrong, right, wrong, ...
+    confidence = np.array([0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5])
+    correct = np.array([1, 1, 1, 0, 1, 0, 1, 0, 0, 0], dtype=bool)
+    probabilities = np.zeros((10, 10))
+    probabilities[np.arange(10), 0] = confidence
+    probabilities[np.arange(10), 1] = (1 - confidence) / 2
+    labels = np.where(correct, 0, 1)
+    result = photo_unsure_threshold(probabilities, labels, target=0.8)
+    # The top 5 are 4/5 = 80% right; the top 6 only 4/6. So the threshold is the 5th confidence.
+    assert result["threshold"] == 0.75
+    assert result["accuracy_not_flagged"] == 0.8 and result["flagged_fraction"] == 0.5
 
 
 @pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda m: m["name"])
