@@ -144,6 +144,10 @@ def train(
         Path | None, typer.Option(help="Start from this trained .keras model (fine-tuning) instead of random weights.")
     ] = None,
     lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (SGD, cosine schedule).")] = 0.1,
+    freeze_bn: Annotated[
+        bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
+                                "dataset accuracy while photos are mixed in).")
+    ] = True,
     subset: Annotated[
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
@@ -169,7 +173,8 @@ def train(
         from fmnist_edge.train.train import train as run_training
 
         cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
-                          photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0)
+                          photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
+                          freeze_batchnorm=freeze_bn and init is not None)
         record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=_progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None

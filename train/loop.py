@@ -28,10 +28,17 @@ def initial_model(cfg, init: Path | None) -> keras.Model:
     if init is None:
         return build_model(cfg.model)
     try:
-        return keras.models.load_model(init, compile=False)
+        model = keras.models.load_model(init, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; all mean "not a model"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{init}: cannot load as a Keras model ({reason})") from None
+    if cfg.freeze_batchnorm:
+        # A frozen BatchNormalization layer runs in inference mode: it keeps the dataset's statistics
+        # instead of drifting towards mixed photo batches, which costs dataset accuracy.
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    return model
 
 
 def make_optimizer(cfg, steps_per_epoch: int):

@@ -53,6 +53,7 @@ class TrainConfig:
     jit_compile: bool = True
     photo_fraction: float = 0.2  # of each batch, when training with photos
     photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
+    freeze_batchnorm: bool = False  # fine-tuning (--init): keep the BatchNorm statistics of the model we start from
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     photo_augment: PhotoAugmentConfig = field(default_factory=PhotoAugmentConfig)
