@@ -148,6 +148,11 @@ def train(
         bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
                                 "dataset accuracy while photos are mixed in).")
     ] = True,
+    distill: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With --init: the Fashion-MNIST images' targets mix the label "
+                            "with the starting model's own probabilities, by this weight, so fine-tuning learns "
+                            "the photos without forgetting the dataset.")
+    ] = 0.5,
     subset: Annotated[
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
@@ -174,7 +179,8 @@ def train(
 
         cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
                           photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
-                          freeze_batchnorm=freeze_bn and init is not None)
+                          freeze_batchnorm=freeze_bn and init is not None,
+                          distill=distill if init is not None else 0.0)
         record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=_progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None

@@ -67,9 +67,9 @@ class Batches(keras.utils.PyDataset):
     photos the draws are exactly those of the dataset-only recipe, so its runs reproduce bit for bit.
     """
 
-    def __init__(self, data, cfg) -> None:
+    def __init__(self, data, cfg, teacher: keras.Model | None = None) -> None:
         super().__init__()
-        self.data, self.cfg = data, cfg
+        self.data, self.cfg, self.teacher = data, cfg, teacher
         self.photos_per_batch = 0
         if data.photos is not None:
             self.photos_per_batch = max(1, round(cfg.batch_size * cfg.photo_fraction))
@@ -87,16 +87,22 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         idx = self.order[i * self.per_batch : (i + 1) * self.per_batch]
-        x, y = augment_batch(self.data.train_x[idx], self.rng, self.cfg.augment), self.data.train_y[idx]
+        x = augment_batch(self.data.train_x[idx], self.rng, self.cfg.augment)[..., None].astype("float32")
+        y = one_hot(self.data.train_y[idx])
+        if self.teacher is not None:
+            # Fine-tuning without forgetting: the dataset images' targets lean on the starting model's
+            # own answers (Li & Hoiem 2016, "Learning without Forgetting").
+            taught = keras.ops.convert_to_numpy(keras.ops.softmax(self.teacher(x, training=False)))
+            y = (1.0 - self.cfg.distill) * y + self.cfg.distill * taught
         if self.photos_per_batch:
             photos = self.data.photos
             pick = self.rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
             chosen = photos.images[pick]
             if photos.variants is not None:  # the original or one of its jittered re-preprocessings
                 chosen = photos.variants[pick, self.rng.integers(0, photos.variants.shape[1], len(pick))]
-            x = np.concatenate([x, augment_photos(chosen, self.rng, self.cfg.photo_augment)])
-            y = np.concatenate([y, photos.labels[pick]])
-        return x[..., None].astype("float32"), one_hot(y)
+            px = augment_photos(chosen, self.rng, self.cfg.photo_augment)[..., None].astype("float32")
+            x, y = np.concatenate([x, px]), np.concatenate([y, one_hot(photos.labels[pick])])
+        return x, y.astype("float32")
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

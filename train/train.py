@@ -54,6 +54,7 @@ class TrainConfig:
     photo_fraction: float = 0.2  # of each batch, when training with photos
     photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
     freeze_batchnorm: bool = False  # fine-tuning (--init): keep the BatchNorm statistics of the model we start from
+    distill: float = 0.0  # fine-tuning (--init): weight of the starting model's answers in the dataset targets
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     photo_augment: PhotoAugmentConfig = field(default_factory=PhotoAugmentConfig)
@@ -106,7 +107,8 @@ def train(
     params, macs = model.count_params(), count_macs(model)
     if params >= PARAM_LIMIT:
         raise FmnistEdgeError(f"model has {params} parameters; the limit is {PARAM_LIMIT}")
-    batches = loop.Batches(data, cfg)
+    teacher = loop.initial_model(cfg, init) if init is not None and cfg.distill > 0 else None
+    batches = loop.Batches(data, cfg, teacher)
     schedule, optimizer = loop.make_optimizer(cfg, len(batches))
     model.compile(
         optimizer=optimizer,
