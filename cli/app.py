@@ -196,6 +196,42 @@ def train(
     )
 
 
+@app.command()
+@quiet_unless_verbose
+def blend(
+    start: Annotated[Path, typer.Argument(help="The model fine-tuning started from (train --init).")],
+    tuned: Annotated[Path, typer.Argument(help="The fine-tuned model; its training record is read from beside it.")],
+    photos: Annotated[Path, typer.Option(help="Labelled photos with a `val` split (as given to train --photos).",
+                                         file_okay=False, exists=True)],
+    out: Annotated[Path, typer.Option(help="Folder for the blended fmnist_cnn.keras and its record.")],
+    max_drop: Annotated[float, typer.Option(min=0.0, max=0.05, help="How much dataset validation accuracy (a "
+                                            "fraction) the blend may lose against START.")] = 0.002,
+    force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
+    data_dir: DataDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Average a fine-tuned model's weights with its starting model's (WiSE-FT), picking the mix on validation data.
+
+    Tries (1 - a) * START + a * TUNED for a = 0, 0.1, ..., 1 and keeps the one with the best photo
+    validation accuracy among those whose dataset validation accuracy is within --max-drop of
+    START's. The test set is not used. The record beside the result says which a was chosen, and why.
+
+    Exit codes: 0 written; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (missing or
+    mismatched models, a bad --photos folder, a model in --out without --force, TensorFlow not installed).
+    """
+    try:
+        require("tensorflow", "tensorflow", "train")
+        from fmnist_edge.train.blend import blend as run_blend
+
+        record = run_blend(start, tuned, photos, out, max_drop=max_drop, data_dir=data_dir, force=force,
+                           log=_progress)
+    except FmnistEdgeError as exc:
+        raise fail(exc) from None
+    chosen = record["blend"]
+    typer.echo(f"a = {chosen['alpha']:.1f}: val {chosen['val_accuracy']:.4f}, photo val "
+               f"{chosen['photo_val_accuracy']:.4f} -> {out}")
+
+
 @app.command("export")
 @quiet_unless_verbose
 def export_cmd(
