@@ -87,7 +87,7 @@ class SelftestResult:
 
     def summary(self) -> str:
         """The one line the CLI prints."""
-        if self.same_model and self.step is not None:
+        if self.same_model and self.step is not None and self.ok:  # a failed line must not claim the step
             top1 = (f"{self.agree}/{self.total} top-1, within one quantization step ({self.step:.3g}) of the golden "
                     "scores: other int8 kernels than the export's")
         elif self.same_model:
