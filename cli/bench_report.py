@@ -37,7 +37,7 @@ COLUMNS: list[Column] = [
     ("load ms", _first_of_load(lambda r: _ms(r["load_ms"]))),
     ("first ms", _first_of_load(lambda r: _ms(r["first_ms"]))),
     ("size KiB", lambda r: f"{r['size_bytes'] / 1024:,.0f}"),
-    ("peak RSS MB", lambda r: f"{r['peak_rss_mb']:.0f}"),
+    ("peak RSS MB", lambda r: "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}"),
 ]
 ACCURACY: Column = ("accuracy", lambda r: f"{100 * r['accuracy']:.2f}%" if r.get("accuracy") is not None else "")
 

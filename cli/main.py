@@ -18,8 +18,40 @@ def is_plain_classify(args: list[str]) -> bool:
     return len(args) >= 2 and args[0] == "classify" and not any(a.startswith("-") for a in args[1:])
 
 
+# What our own lines print beyond ASCII, spelt for a console that cannot show it. Windows pipes and
+# redirected output use the ANSI code page (cp1252 and others), which lacks "Δ" and "≥"; a
+# UnicodeEncodeError there would lose the answer over a symbol. Anything else (a photo's file name
+# in another script, say) is written as a Python escape, which still names the file.
+SPELLINGS = {"Δ": "delta", "≥": ">=", "≤": "<=", "→": "->", "×": "x", "—": "-", "…": "...", "±": "+/-", "µ": "u"}
+ERROR_HANDLER = "fmnist-edge-spell"
+
+
+def _spell(error: UnicodeError) -> tuple[str, int]:
+    """codecs error handler: the unencodable run as SPELLINGS gives it, else backslash escapes."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(SPELLINGS.get(c, c.encode("ascii", "backslashreplace").decode()) for c in text), error.end
+
+
+def survive_narrow_consoles() -> None:
+    """Let stdout and stderr print every line on any encoding, by spelling out what they cannot show.
+    A UTF-8 stream is left alone (and pays nothing but this check): Linux, macOS, Windows' own console."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            try:
+                codecs.lookup_error(ERROR_HANDLER)
+            except LookupError:
+                codecs.register_error(ERROR_HANDLER, _spell)
+            stream.reconfigure(errors=ERROR_HANDLER)
+
+
 def main() -> None:
     """The console script: the plain classify route, else the typer app."""
+    survive_narrow_consoles()
     args = sys.argv[1:]
     if is_plain_classify(args):
         from fmnist_edge.classify import classify_exit_code

@@ -75,7 +75,7 @@ class Row:
     p99_ms: float
     throughput_ips: float
     runs: int
-    peak_rss_mb: float
+    peak_rss_mb: float | None  # None where the OS does not say (machine.peak_rss_mb)
     size_bytes: int
     load_ms: float
     first_ms: float
@@ -88,7 +88,7 @@ class Row:
         for key in ("p50_ms", "p90_ms", "p99_ms", "load_ms", "first_ms"):
             out[key] = round(out[key], 4)
         out["throughput_ips"] = round(out["throughput_ips"], 1)
-        out["peak_rss_mb"] = round(out["peak_rss_mb"], 1)
+        out["peak_rss_mb"] = None if out["peak_rss_mb"] is None else round(out["peak_rss_mb"], 1)
         if out["accuracy"] is None:
             del out["accuracy"]
         else:

@@ -62,8 +62,9 @@ def known_problems(
     if arm32:
         userland = "" if machine_name.lower() in ARM32 else f" (a {machine_name} kernel, but 32-bit Python)"
         problems.append(
-            f"32-bit ARM{userland}: ai-edge-litert ships no wheels for it; install a 64-bit OS, or use "
-            "tflite-runtime with numpy<2 on Python 3.11 or older"
+            f"32-bit ARM{userland}: ai-edge-litert ships no wheels for it; classify falls back to the numpy "
+            "backend, or add an interpreter: Debian's python3-onnxruntime (trixie), or "
+            'pip install "fmnist-edge[tflite-runtime]" on Python 3.11 with numpy<2 (bookworm); or install a 64-bit OS'
         )
     return problems
 

@@ -135,12 +135,14 @@ def pointer_bits() -> int:
     return struct.calcsize("P") * 8
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process image so far, in MiB.
+def peak_rss_mb() -> float | None:
+    """Peak resident set size of this process image so far, in MiB; None where it cannot be read.
 
     Linux: VmHWM from /proc/self/status, because ru_maxrss survives exec and so reports the parent's
-    peak in a child started from a big process (a test runner holding TensorFlow, say). Elsewhere
-    ru_maxrss (KiB on Linux, bytes on macOS).
+    peak in a child started from a big process (a test runner holding TensorFlow, say). Other POSIX
+    systems: ru_maxrss (KiB, bytes on macOS). Windows has no `resource` module: the peak working set
+    from psapi instead. The POSIX module is imported here, never at module level, so that the
+    runtime imports on every platform (tests/test_platforms.py runs it with `resource` blocked).
     """
     try:
         with open("/proc/self/status") as status:
@@ -149,10 +151,37 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import resource  # POSIX only: imported here so that this module loads on every platform
-
+    try:
+        import resource
+    except ImportError:
+        return _windows_peak_mb() if sys.platform == "win32" else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _windows_peak_mb() -> float | None:
+    """PeakWorkingSetSize from GetProcessMemoryInfo (Windows' peak RSS); None if the call fails.
+    Judged from the Win32 documentation, not run here: any failure gives None, never an error."""
+    import ctypes
+    from ctypes import wintypes
+
+    class Counters(ctypes.Structure):
+        _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD),
+                    *((name, ctypes.c_size_t) for name in (
+                        "PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage", "QuotaPagedPoolUsage",
+                        "QuotaPeakNonPagedPoolUsage", "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage"))]
+
+    try:
+        kernel32, psapi = ctypes.WinDLL("kernel32"), ctypes.WinDLL("psapi")  # type: ignore[attr-defined]
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        psapi.GetProcessMemoryInfo.argtypes = [wintypes.HANDLE, ctypes.POINTER(Counters), wintypes.DWORD]
+        counters = Counters()
+        counters.cb = ctypes.sizeof(Counters)
+        if not psapi.GetProcessMemoryInfo(kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb):
+            return None
+    except (OSError, AttributeError):
+        return None
+    return counters.PeakWorkingSetSize / 2**20
 
 
 def summary() -> dict[str, object]:

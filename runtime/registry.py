@@ -66,8 +66,9 @@ BACKENDS: tuple[Row, ...] = (
         alternatives=' (or tflite-runtime, with numpy<2); or run the ONNX model: pip install "fmnist-edge[onnx]" '
                      "and --backend onnxruntime"),
     Row("tflite-runtime", "tflite_runtime.interpreter", "tflite-runtime", "tflite",
-        "fmnist_edge.runtime.backends:TFLiteBackend", "optional; its wheels need numpy<2 and Python <= 3.11",
-        alternatives=" (it needs numpy<2)"),
+        "fmnist_edge.runtime.backends:TFLiteBackend",
+        'pip install "fmnist-edge[tflite-runtime]" (numpy<2, Python <= 3.11, Linux only)', extra="tflite-runtime",
+        alternatives=" (it needs numpy<2 and Python <= 3.11)"),
     Row("onnxruntime", "onnxruntime", "onnxruntime", "onnx",
         "fmnist_edge.runtime.backends:OnnxBackend", 'pip install "fmnist-edge[onnx]"', extra="onnx"),
     # The pure-numpy interpreter (runtime/numpy_backend.py): float .tflite models only, since int8

@@ -28,6 +28,7 @@ from fmnist_edge.runtime.doctor import known_problems
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE, load_golden
 from fmnist_edge.runtime.manifest import bundled_dir, sha256_file
+from fmnist_edge.runtime.selftest import quantization_step
 from fmnist_edge.runtime.spec import NUM_CLASSES
 
 ARTIFACTS = bundled_dir()
@@ -176,6 +177,62 @@ def test_selftest_fails_in_one_line_when_golden_scores_were_altered(tmp_path: Pa
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("selftest failed: ") and "top-1" in line
+
+
+def reference_kernel_scores() -> np.ndarray:
+    """The golden images on LiteRT's reference int8 kernels (no XNNPACK): what tflite-runtime 2.14 computes."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_path=str(INT8_TFLITE), num_threads=1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    images = load_golden(GOLDEN).images[..., None]
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], list(images.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], images)
+    interp.invoke()
+    out = interp.get_output_details()[0]
+    scale, zero = out["quantization"]
+    return (interp.get_tensor(out["index"]).astype(np.float32) - zero) * scale
+
+
+@needs_golden
+def test_selftest_passes_other_int8_kernels_within_one_quantization_step_and_says_so(tmp_path: Path) -> None:
+    # Golden scores from the reference kernels, replayed on XNNPACK: the same gap tflite-runtime has
+    # against the shipped (XNNPACK) golden scores, measured on real kernels rather than made up.
+    pytest.importorskip("ai_edge_litert", reason="needs LiteRT")
+    data = dict(np.load(GOLDEN))
+    data["scores"] = reference_kernel_scores()
+    step = quantization_step(data["scores"])
+    assert step is not None and abs(step - 0.0333) < 1e-3  # the shipped model's output scale
+    moved = np.abs(data["scores"] - np.load(GOLDEN)["scores"])
+    assert moved.max() > 1e-4, "the reference kernels gave XNNPACK's scores: this test proves nothing"
+    assert moved.max() <= step + 1e-4
+    np.savez(tmp_path / GOLDEN_FILE, **data)
+    result = run("selftest", "--golden", tmp_path / GOLDEN_FILE)
+    assert result.exit_code == 0, result.stderr
+    assert "within one quantization step (0.0333) of the golden scores" in result.stdout
+
+    # Two steps on one score, or two flipped top-1 in 100, is not rounding: fail, naming the rule.
+    data["scores"][5, 2] += 2 * step
+    np.savez(tmp_path / GOLDEN_FILE, **data)
+    result = run("selftest", "--golden", tmp_path / GOLDEN_FILE)
+    assert result.exit_code == 1 and "(tolerance one quantization step, 0.0333)" in result.stderr
+    assert "of the golden scores: other int8 kernels" not in result.stderr  # no claim of passing in a failure
+    data["scores"] = reference_kernel_scores()
+    top = data["scores"].argmax(1)
+    for i in np.flatnonzero(top == np.load(GOLDEN)["scores"].argmax(1))[:2]:
+        data["scores"][i] = np.roll(data["scores"][i], 1)  # another class on top, scores on the grid
+    np.savez(tmp_path / GOLDEN_FILE, **data)
+    result = run("selftest", "--golden", tmp_path / GOLDEN_FILE)
+    assert result.exit_code == 1 and "top-1 differ from the golden scores (at most 1 may)" in result.stderr
+
+
+def test_quantization_step_is_read_off_int8_scores_only() -> None:
+    levels = np.array([[-3, 0, 7, 1, 2, 5, 4, 3, -1, -2]], dtype=np.float32)
+    assert quantization_step((levels - 3) * np.float32(0.05)) == pytest.approx(0.05, rel=1e-5)
+    # Float scores are on no grid: no step's leeway, so a float golden file keeps the strict rule.
+    floats = np.random.default_rng(0).normal(size=(100, NUM_CLASSES)).astype(np.float32)
+    assert quantization_step(floats) is None
 
 
 @needs_golden

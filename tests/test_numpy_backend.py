@@ -245,8 +245,9 @@ def test_a_backend_asked_for_but_not_installed_is_one_line_naming_the_install_an
                  ["bench", "--backend", "tflite-runtime", "--budget", "0.01"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
-        assert result.stderr.strip() == "error: tflite-runtime is not installed; this command needs it: " \
-                                        "pip install tflite-runtime (it needs numpy<2)", args
+        assert result.stderr.strip() == ("error: tflite-runtime is not installed; this command needs it: "
+                                         'pip install "fmnist-edge[tflite-runtime]" '
+                                         "(it needs numpy<2 and Python <= 3.11)"), args
 
 
 def test_selftest_fails_on_numpy_when_the_scores_move_beyond_the_float_bound(tmp_path: Path) -> None:
