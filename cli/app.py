@@ -40,6 +40,12 @@ DataDir = Annotated[
                  show_default="$FMNIST_EDGE_DATA, the user cache, /usr/share/datasets/fashion-mnist, download"),
 ]
 
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, max=registry.MAX_THREADS, help=f"Interpreter threads, 1 to {registry.MAX_THREADS}.",
+                 show_default="all cores"),
+]
+
 BACKEND_HELP = (f"{registry.choices()}: auto takes the first installed in that order, with the bundled model it "
                 "runs (onnxruntime the int8 ONNX, numpy the float TFLite).")
 
@@ -237,7 +243,7 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    threads: Threads = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG report images.")] = True,
     mirror_average: Annotated[
         bool,
@@ -304,9 +310,7 @@ def classify(
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="the bundled model the backend runs")
     ] = None,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")
-    ] = None,
+    threads: Threads = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="Show the k most likely classes.")] = 1,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per input (JSON Lines).")] = False,
     save_input: Annotated[
@@ -334,7 +338,7 @@ def evaluate_photos(
     model: Annotated[
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    threads: Threads = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for confusion.png and contact_sheet.png.",
                                   show_default="report/photos-<folder>[-<split>]")
@@ -548,7 +552,7 @@ def selftest(
         Path | None, typer.Option(help="Golden data file.", show_default="bundled golden.npz")
     ] = None,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    threads: Threads = None,
 ) -> None:
     from fmnist_edge.runtime.selftest import run_selftest
 

@@ -12,6 +12,7 @@ import numpy as np
 from fmnist_edge.runtime import manifest as manifests
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.backends import Backend, load_backend
+from fmnist_edge.runtime.contract import NON_FINITE, finite_rows
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import default_format
 from fmnist_edge.runtime.preprocess import preprocess
@@ -138,6 +139,12 @@ class Classifier:
         return mirror_averaged(self.backend.run, pixels, batch_size).astype(np.float32)
 
     def to_predictions(self, probabilities: np.ndarray) -> list[Prediction]:
+        """One Prediction per row; a row that is not all finite is refused (ModelError), never
+        answered: NaN would compare as "not unsure" and print as invalid JSON. The CLI checks rows
+        with contract.finite_rows first, so that only the input concerned fails."""
+        ok = finite_rows(probabilities)
+        if not ok.all():
+            raise ModelError(f"{self.path.name}: {NON_FINITE} (image {int(np.flatnonzero(~ok)[0])})")
         out = []
         for probs in probabilities:
             index = int(probs.argmax())

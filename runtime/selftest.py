@@ -22,6 +22,7 @@ import numpy as np
 
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.classifier import Classifier
+from fmnist_edge.runtime.contract import finite_rows
 from fmnist_edge.runtime.errors import GoldenError
 from fmnist_edge.runtime.float_golden import float_rule
 from fmnist_edge.runtime.golden import Golden, load_golden
@@ -112,6 +113,10 @@ def run_selftest(
     identical = int(preprocess_roundtrip(golden.images).sum())
 
     problems = []
+    broken = int((~finite_rows(scores)).sum())
+    if broken:
+        # NaN compares false against every tolerance below, so it would otherwise pass as "ok".
+        problems.append(f"the model gave non-finite scores (NaN or inf) for {broken}/{len(golden)} images")
     if model is None and not same_model and classifier.path.name == golden.model_file:
         # The bundled default and the golden data disagree about which model shipped: one is stale.
         problems.append(f"the bundled {golden.model_file} is not the file {golden.path.name} was recorded from; "
