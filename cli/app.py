@@ -392,8 +392,11 @@ def evaluate_photos(
     typer.echo(f"top-1 on {len(summary.results)} photos: {hits}/{len(summary.results)} = "
                f"{100 * summary.accuracy:.1f}% ({classifier.path.name}){unread}")
     right = "-" if sure["accuracy"] is None else f"{100 * sure['accuracy']:.1f}%"
-    typer.echo(f"not flagged unsure (confidence >= {summary.unsure_threshold:.3f}): {sure['answers']} photos "
-               f"({100 * sure['coverage']:.1f}%), {right} right; {sure['flagged_unsure']} flagged unsure")
+    if summary.unsure_threshold is None:
+        typer.echo("no calibrated unsure threshold for this model (no manifest value): nothing is flagged unsure")
+    else:
+        typer.echo(f"not flagged unsure (confidence >= {summary.unsure_threshold:.3f}): {sure['answers']} photos "
+                   f"({100 * sure['coverage']:.1f}%), {right} right; {sure['flagged_unsure']} flagged unsure")
     if plots:
         typer.echo(f"report: {report}")
     raise typer.Exit(EXIT_FAILED if summary.unreadable else EXIT_OK)

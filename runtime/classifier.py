@@ -18,7 +18,6 @@ from fmnist_edge.runtime.formats import default_format
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import CLASS_NAMES, IMAGE_SIZE
 
-DEFAULT_UNSURE_THRESHOLD = 0.5
 ImageSource = str | Path | bytes | BinaryIO
 
 
@@ -28,7 +27,7 @@ class Prediction:
     label: str
     confidence: float
     probabilities: np.ndarray  # [10], sums to 1
-    unsure: bool
+    unsure: bool | None  # None: the model has no calibrated threshold, so nothing is flagged (or vouched for)
 
     def top_k(self, k: int) -> list[tuple[int, str, float]]:
         order = np.argsort(self.probabilities)[::-1][:k]
@@ -100,8 +99,11 @@ class Classifier:
 
     When the model's folder has a manifest (the bundled folder does), the model must be listed
     there with the same SHA-256, so a corrupted, swapped or left-over file is refused rather than
-    silently trusted; an unreadable manifest is refused too. A model in a folder without a manifest
-    is run as it is.
+    silently trusted; an unreadable or malformed manifest is refused too. A model in a folder
+    without a manifest runs only when named, as an unverified model (`verified` False, which the
+    CLI warns about), and its answers carry no unsure flag (`unsure` None): a threshold is
+    calibrated for one model on its own validation images, so any number guessed for another
+    model would flag or vouch for answers at random.
     """
 
     def __init__(
@@ -116,9 +118,10 @@ class Classifier:
         if verify and manifest is not None and path.is_file():
             manifests.verify(path, manifest)
         self.path = path
+        self.verified = verify and manifest is not None
         self.backend: Backend = load_backend(path, threads, backend)
         calibrated = (manifest or {}).get("unsure_threshold")  # None when export skipped int8 calibration
-        self.unsure_threshold = float(calibrated) if calibrated is not None else DEFAULT_UNSURE_THRESHOLD
+        self.unsure_threshold: float | None = float(calibrated) if calibrated is not None else None
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 [N, 28, 28] (or [N, 28, 28, 1]) light-on-dark pixels -> probabilities [N, 10],
@@ -149,7 +152,8 @@ class Classifier:
         for probs in probabilities:
             index = int(probs.argmax())
             confidence = float(probs[index])
-            out.append(Prediction(index, CLASS_NAMES[index], confidence, probs, confidence < self.unsure_threshold))
+            unsure = None if self.unsure_threshold is None else confidence < self.unsure_threshold
+            out.append(Prediction(index, CLASS_NAMES[index], confidence, probs, unsure))
         return out
 
     def classify(self, images: Sequence[ImageSource] | ImageSource) -> list[Prediction]:
