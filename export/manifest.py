@@ -13,10 +13,10 @@ from fmnist_edge.export.golden import GOLDEN_FORMAT, golden_entry
 from fmnist_edge.export.parity import ParityReport, Tolerance
 from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, sha256_file
+from fmnist_edge.runtime.manifest_schema import SCHEMA_VERSION  # the one the runtime checks against
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 from fmnist_edge.train.provenance import git_commit, versions
 
-SCHEMA_VERSION = 1
 REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k test set, for CI parity
 PHOTO_INPUTS_FILE = "photo_val_inputs.npz"  # the validation photos' 28x28 inputs the photo threshold was set on
 

@@ -11,7 +11,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.runtime.errors import ModelError, first_line
+from fmnist_edge.runtime.manifest_schema import MAX_MANIFEST_BYTES, check_manifest
 
 MANIFEST_FILE = "manifest.json"
 
@@ -30,17 +31,39 @@ def sha256_file(path: Path) -> str:
 
 
 def load_manifest(directory: Path | None = None) -> dict:
+    """Read and check the manifest in `directory` (the bundled folder by default).
+
+    Read at most MAX_MANIFEST_BYTES (a 168 MB file once cost 3.7 GB to parse), strictly as UTF-8,
+    with NaN and Infinity refused, then checked against the schema (manifest_schema.py) before any
+    caller looks inside: every failure is one ModelError line, exit 2, never a KeyError later.
+    """
     path = Path(directory or bundled_dir()) / MANIFEST_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise ModelError(f"no manifest at {path}; run `fmnist-edge export` first") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc.strerror or exc})") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ModelError(f"{path}: unreadable manifest (larger than {MAX_MANIFEST_BYTES // 1024} KiB; "
+                         "export writes a few KiB)")
+    try:
+        document = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: unreadable manifest (not UTF-8: byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses
+        raise ModelError(f"{path}: unreadable manifest ({first_line(exc)})") from None
+    check_manifest(document, path)
+    return document
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def entry_for(manifest: dict, filename: str) -> dict | None:
-    return next((m for m in manifest.get("models", []) if m["file"] == filename), None)
+    return next((m for m in manifest.get("models") or [] if m.get("file") == filename), None)
 
 
 def verify(path: Path, manifest: dict) -> None:
