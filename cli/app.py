@@ -200,8 +200,10 @@ def export_cmd(
     int8: Annotated[bool, typer.Option("--int8", help="Also write full-integer int8 TFLite and ONNX.")] = False,
     formats: Annotated[str, typer.Option(help="Comma-separated: tflite, onnx.")] = "tflite,onnx",
     out: Annotated[Path | None, typer.Option(help="Output folder.", show_default="the model's folder")] = None,
-    calibration: Annotated[int, typer.Option(min=10, help="Training images used to calibrate int8.")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed for picking calibration images.")] = 0,
+    calibration: Annotated[
+        int, typer.Option(min=10, max=60_000, help="Training images used to calibrate int8 (10 to 60000).")
+    ] = 500,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed for picking calibration images.")] = 0,
     photos: Annotated[
         Path | None,
         typer.Option(help="Labelled photos with a `val` split: the unsure threshold is raised until the answers "
@@ -219,21 +221,35 @@ def export_cmd(
     beside the models, with sizes, SHA-256 and the measured figures. The shipped models were made
     with `fmnist-edge export artifacts/fmnist_cnn.keras --int8 --force --out artifacts`.
 
+    Safe to interrupt or to run twice: the arguments, --out's free space and a lock on --out are
+    checked before any work (a second export into the same folder is refused), the work is staged
+    in a hidden folder inside --out that is removed on exit (and by the next export, after a
+    kill), and the manifest is published last, so the folder always holds one complete export.
+
     Exit codes: 0 exported; 1 a model failed parity (nothing was written) or the Fashion-MNIST
     files are missing; 2 usage error (bad option, missing or unreadable model, existing files
-    without --force, TensorFlow or tf2onnx not installed).
+    without --force, --out unwritable, full or locked by another export, TensorFlow or tf2onnx not
+    installed); 130 interrupted (Ctrl-C or SIGTERM; --out keeps its previous export).
     """
+    from fmnist_edge.interrupt import StopOnSignals
+
     try:
+        kinds = tuple(k.strip() for k in formats.split(",") if k.strip())
+        if not kinds:
+            raise UsageError(f"--formats {formats!r} names no format; choose from tflite, onnx (comma-separated)")
         require("tensorflow", "tensorflow", "train")
         require("tf2onnx", "tf2onnx", "train")
         from fmnist_edge.export.pipeline import ExportOptions, export
 
-        kinds = tuple(k.strip() for k in formats.split(",") if k.strip())
         options = ExportOptions(kinds=kinds, int8=int8, calibration_size=calibration, seed=seed, force=force,
                                 photos=photos)
-        export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
+        with StopOnSignals(raise_at_once=True):  # SIGTERM unwinds like Ctrl-C, so staging is removed
+            export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; {out or model.parent} keeps its previous export", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @app.command()
@@ -297,9 +313,17 @@ Each answer averages the image's and its mirror image's probabilities, so a shoe
 gets the same answer as one pointing right. Results below the manifest's confidence threshold
 are flagged "unsure".
 
+Each input gets one line as soon as its batch is done (at most 64 images or 50 ms): its answer,
+or an error line on stderr, whatever went wrong with it (corrupt, truncated or hostile file,
+decoder or memory error), and the rest go on. A model with no manifest beside it runs only when
+named by --model, with a warning that it is unverified, and nothing is flagged unsure. Ctrl-C or
+SIGTERM stops after the lines in progress; a second one stops at once. A closed stdout (`| head
+-3`) ends the run quietly.
+
 Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
---json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model,
-interpreter not installed).
+--json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing, corrupt or
+unverifiable model or manifest, interpreter not installed); 130 stopped early (SIGINT, SIGTERM, or
+stdout closed): the lines printed are complete.
 """
 
 
@@ -315,7 +339,8 @@ def classify(
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per input (JSON Lines).")] = False,
     save_input: Annotated[
         Path | None,
-        typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
+        typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder "
+                     "(never over an existing file: NAME-2.png and so on; a folder holding inputs is refused)."),
     ] = None,
 ) -> None:
     from fmnist_edge.classify import classify_exit_code
@@ -364,6 +389,10 @@ def evaluate_photos(
 
     try:
         classifier = Classifier(model, threads=threads)
+        if not classifier.verified:
+            from fmnist_edge.classify import unverified_warning
+
+            typer.echo(unverified_warning(classifier.path), err=True)
         summary = run(folder, labels or folder / "labels.csv", classifier, split=split)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
@@ -563,6 +592,10 @@ def selftest(
         result = run_selftest(model, golden, backend=backend, threads=threads)
     except FmnistEdgeError as exc:
         raise fail(exc, "selftest failed: " if exit_code(exc) == EXIT_FAILED else "error: ") from None
+    if not result.verified:
+        from fmnist_edge.classify import unverified_warning
+
+        typer.echo(unverified_warning(result.model), err=True)
     if not result.ok:
         typer.echo(result.summary(), err=True)
         raise typer.Exit(EXIT_FAILED)

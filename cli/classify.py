@@ -77,8 +77,7 @@ def run_classify(
     saver = InputSaver(save_input) if save_input is not None else None
     classifier = Classifier(model, threads=threads, backend=backend)
     if not classifier.verified:
-        lines.err(f"warning: {classifier.path}: no manifest beside it, so an unverified model (its SHA-256 is not "
-                  "checked) with no calibrated threshold (no answer is flagged unsure)")
+        lines.err(unverified_warning(classifier.path))
     inputs = expand(paths)
     if saver is not None:
         saver.refuse_folders_of(inputs)
@@ -109,6 +108,12 @@ def run_classify(
     if lines.closed and outcome.stopped is None:
         outcome.stopped = "stdout closed"
     return outcome
+
+
+def unverified_warning(model: Path) -> str:
+    """The one line every command that runs a model with no manifest beside it prints first."""
+    return (f"warning: {model}: no manifest beside it, so an unverified model (its SHA-256 is not checked) "
+            "with no calibrated threshold (no answer is flagged unsure)")
 
 
 def _prepare(item: Input) -> tuple[np.ndarray | None, str | None]:

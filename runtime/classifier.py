@@ -19,6 +19,7 @@ from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import CLASS_NAMES, IMAGE_SIZE
 
 ImageSource = str | Path | bytes | BinaryIO
+LOAD_ATTEMPTS = 3  # reads of a manifest that an export is replacing at that moment
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,28 @@ class Classifier:
         backend: str | None = None,
         verify: bool = True,
     ) -> None:
+        folder = Path(model).parent if model is not None else manifests.bundled_dir()
+        for attempt in range(LOAD_ATTEMPTS):
+            before = manifests.identity(folder / manifests.MANIFEST_FILE)
+            try:
+                self._load(model, threads, backend, verify)
+                return
+            except ModelError:
+                # An export publishing into the folder right now: the manifest changed under us,
+                # so read it again rather than refuse a folder that is complete again.
+                if attempt + 1 == LOAD_ATTEMPTS or manifests.identity(folder / manifests.MANIFEST_FILE) == before:
+                    raise
+
+    def _load(self, model: str | Path | None, threads: int | None, backend: str | None, verify: bool) -> None:
         path = Path(model) if model is not None else default_model_path(backend)
         manifest = manifests.manifest_beside(path)
-        if verify and manifest is not None and path.is_file():
-            manifests.verify(path, manifest)
+        hashed = manifests.verify(path, manifest) if verify and manifest is not None and path.is_file() else None
         self.path = path
         self.verified = verify and manifest is not None
         self.backend: Backend = load_backend(path, threads, backend)
+        if hashed is not None and manifests.identity(path) != hashed:
+            # Replaced between the hash and the load: what the interpreter read is not what was verified.
+            raise ModelError(f"{path}: replaced while it was being loaded (an export publishing?); run it again")
         calibrated = (manifest or {}).get("unsure_threshold")  # None when export skipped int8 calibration
         self.unsure_threshold: float | None = float(calibrated) if calibrated is not None else None
 

@@ -48,6 +48,7 @@ class SelftestResult:
     preprocess_identical: int
     problems: list[str] = field(default_factory=list)
     float_tolerance: float | None = None  # set when a float model was judged against int8 golden scores
+    verified: bool = True  # False: no manifest beside the model, so its hash was not checked
 
     @property
     def ok(self) -> bool:
@@ -132,4 +133,4 @@ def run_selftest(
     if identical < len(golden):
         problems.append(f"preprocessing changed {len(golden) - identical} of {len(golden)} dataset images")
     return SelftestResult(classifier.path, classifier.backend.name, same_model, agree, len(golden), max_diff,
-                          identical, problems, rule.tolerance if rule is not None else None)
+                          identical, problems, rule.tolerance if rule is not None else None, classifier.verified)
