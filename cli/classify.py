@@ -29,6 +29,7 @@ from fmnist_edge.runtime.classifier import Classifier, Prediction
 from fmnist_edge.runtime.contract import NON_FINITE, finite_rows
 from fmnist_edge.runtime.errors import FmnistEdgeError, ImageError, first_line
 from fmnist_edge.runtime.preprocess import preprocess
+from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.save_input import InputSaver
 
 BATCH = 64  # images per interpreter call (each with its mirror image): as fast per image as larger batches
@@ -146,7 +147,7 @@ class _Printer:
         if not pending:
             return 0
         ready = [p for _, p, _ in pending if p is not None]
-        probabilities = self.classifier.predict(np.stack(ready)) if ready else np.zeros((0, 10))
+        probabilities = self.classifier.predict(np.stack(ready)) if ready else np.zeros((0, NUM_CLASSES))
         finite = finite_rows(probabilities)
         failed, k = 0, 0
         for item, pixels, error in pending:
