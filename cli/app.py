@@ -40,6 +40,12 @@ DataDir = Annotated[
                  show_default="$FMNIST_EDGE_DATA, the user cache, /usr/share/datasets/fashion-mnist, download"),
 ]
 
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, max=registry.MAX_THREADS, help=f"Interpreter threads, 1 to {registry.MAX_THREADS}.",
+                 show_default="all cores"),
+]
+
 BACKEND_HELP = (f"{registry.choices()}: auto takes the first installed in that order, with the bundled model it "
                 "runs (onnxruntime the int8 ONNX, numpy the float TFLite).")
 
@@ -241,8 +247,10 @@ def export_cmd(
     int8: Annotated[bool, typer.Option("--int8", help="Also write full-integer int8 TFLite and ONNX.")] = False,
     formats: Annotated[str, typer.Option(help="Comma-separated: tflite, onnx.")] = "tflite,onnx",
     out: Annotated[Path | None, typer.Option(help="Output folder.", show_default="the model's folder")] = None,
-    calibration: Annotated[int, typer.Option(min=10, help="Training images used to calibrate int8.")] = 500,
-    seed: Annotated[int, typer.Option(help="Seed for picking calibration images.")] = 0,
+    calibration: Annotated[
+        int, typer.Option(min=10, max=60_000, help="Training images used to calibrate int8 (10 to 60000).")
+    ] = 500,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Seed for picking calibration images.")] = 0,
     photos: Annotated[
         Path | None,
         typer.Option(help="Labelled photos with a `val` split: the unsure threshold is raised until the answers "
@@ -260,21 +268,35 @@ def export_cmd(
     beside the models, with sizes, SHA-256 and the measured figures. The shipped models were made
     with `fmnist-edge export artifacts/fmnist_cnn.keras --int8 --force --out artifacts`.
 
+    Safe to interrupt or to run twice: the arguments, --out's free space and a lock on --out are
+    checked before any work (a second export into the same folder is refused), the work is staged
+    in a hidden folder inside --out that is removed on exit (and by the next export, after a
+    kill), and the manifest is published last, so the folder always holds one complete export.
+
     Exit codes: 0 exported; 1 a model failed parity (nothing was written) or the Fashion-MNIST
     files are missing; 2 usage error (bad option, missing or unreadable model, existing files
-    without --force, TensorFlow or tf2onnx not installed).
+    without --force, --out unwritable, full or locked by another export, TensorFlow or tf2onnx not
+    installed); 130 interrupted (Ctrl-C or SIGTERM; --out keeps its previous export).
     """
+    from fmnist_edge.interrupt import StopOnSignals
+
     try:
+        kinds = tuple(k.strip() for k in formats.split(",") if k.strip())
+        if not kinds:
+            raise UsageError(f"--formats {formats!r} names no format; choose from tflite, onnx (comma-separated)")
         require("tensorflow", "tensorflow", "train")
         require("tf2onnx", "tf2onnx", "train")
         from fmnist_edge.export.pipeline import ExportOptions, export
 
-        kinds = tuple(k.strip() for k in formats.split(",") if k.strip())
         options = ExportOptions(kinds=kinds, int8=int8, calibration_size=calibration, seed=seed, force=force,
                                 photos=photos)
-        export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
+        with StopOnSignals(raise_at_once=True):  # SIGTERM unwinds like Ctrl-C, so staging is removed
+            export(model, out or model.parent, options, data_dir=data_dir, log=typer.echo)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; {out or model.parent} keeps its previous export", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @app.command()
@@ -284,7 +306,7 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="Report folder.", show_default="<model folder>/report/<model name>")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    threads: Threads = None,
     plots: Annotated[bool, typer.Option(help="Write the PNG report images.")] = True,
     mirror_average: Annotated[
         bool,
@@ -338,9 +360,17 @@ Each answer averages the image's and its mirror image's probabilities, so a shoe
 gets the same answer as one pointing right. Results below the manifest's confidence threshold
 are flagged "unsure".
 
+Each input gets one line as soon as its batch is done (at most 64 images or 50 ms): its answer,
+or an error line on stderr, whatever went wrong with it (corrupt, truncated or hostile file,
+decoder or memory error), and the rest go on. A model with no manifest beside it runs only when
+named by --model, with a warning that it is unverified, and nothing is flagged unsure. Ctrl-C or
+SIGTERM stops after the lines in progress; a second one stops at once. A closed stdout (`| head
+-3`) ends the run quietly.
+
 Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
---json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing or corrupt model,
-interpreter not installed).
+--json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing, corrupt or
+unverifiable model or manifest, interpreter not installed); 130 stopped early (SIGINT, SIGTERM, or
+stdout closed): the lines printed are complete.
 """
 
 
@@ -351,14 +381,13 @@ def classify(
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="the bundled model the backend runs")
     ] = None,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")
-    ] = None,
+    threads: Threads = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="Show the k most likely classes.")] = 1,
     json_lines: Annotated[bool, typer.Option("--json", help="Print one JSON object per input (JSON Lines).")] = False,
     save_input: Annotated[
         Path | None,
-        typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder."),
+        typer.Option(file_okay=False, help="Write the exact 28x28 image the model saw, as PNG, into this folder "
+                     "(never over an existing file: NAME-2.png and so on; a folder holding inputs is refused)."),
     ] = None,
 ) -> None:
     from fmnist_edge.classify import classify_exit_code
@@ -381,7 +410,7 @@ def evaluate_photos(
     model: Annotated[
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="bundled int8 TFLite")
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    threads: Threads = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for confusion.png and contact_sheet.png.",
                                   show_default="report/photos-<folder>[-<split>]")
@@ -407,6 +436,10 @@ def evaluate_photos(
 
     try:
         classifier = Classifier(model, threads=threads)
+        if not classifier.verified:
+            from fmnist_edge.classify import unverified_warning
+
+            typer.echo(unverified_warning(classifier.path), err=True)
         summary = run(folder, labels or folder / "labels.csv", classifier, split=split)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
@@ -435,8 +468,11 @@ def evaluate_photos(
     typer.echo(f"top-1 on {len(summary.results)} photos: {hits}/{len(summary.results)} = "
                f"{100 * summary.accuracy:.1f}% ({classifier.path.name}){unread}")
     right = "-" if sure["accuracy"] is None else f"{100 * sure['accuracy']:.1f}%"
-    typer.echo(f"not flagged unsure (confidence >= {summary.unsure_threshold:.3f}): {sure['answers']} photos "
-               f"({100 * sure['coverage']:.1f}%), {right} right; {sure['flagged_unsure']} flagged unsure")
+    if summary.unsure_threshold is None:
+        typer.echo("no calibrated unsure threshold for this model (no manifest value): nothing is flagged unsure")
+    else:
+        typer.echo(f"not flagged unsure (confidence >= {summary.unsure_threshold:.3f}): {sure['answers']} photos "
+                   f"({100 * sure['coverage']:.1f}%), {right} right; {sure['flagged_unsure']} flagged unsure")
     if plots:
         typer.echo(f"report: {report}")
     raise typer.Exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
@@ -602,7 +638,7 @@ def selftest(
         Path | None, typer.Option(help="Golden data file.", show_default="bundled golden.npz")
     ] = None,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.", show_default="all cores")] = None,
+    threads: Threads = None,
 ) -> None:
     from fmnist_edge.runtime.selftest import run_selftest
 
@@ -610,6 +646,10 @@ def selftest(
         result = run_selftest(model, golden, backend=backend, threads=threads)
     except FmnistEdgeError as exc:
         raise fail(exc, "selftest failed: " if exit_code(exc) == EXIT_FAILED else "error: ") from None
+    if not result.verified:
+        from fmnist_edge.classify import unverified_warning
+
+        typer.echo(unverified_warning(result.model), err=True)
     if not result.ok:
         typer.echo(result.summary(), err=True)
         raise typer.Exit(EXIT_FAILED)

@@ -3,8 +3,11 @@
     0  done
     1  the command ran and something failed: the Fashion-MNIST files, an input image, a parity
        check, a selftest check, the golden data
-    2  the command cannot run as asked: a bad option, a model that is missing or unusable, no
-       golden data installed, a missing optional package, a file it would replace without --force
+    2  the command cannot run as asked: a bad option, a model or manifest that is missing or
+       unusable, no golden data installed, a missing optional package, a file it would replace
+       without --force, an export folder that is locked by another export, unwritable or full
+  130  stopped early by Ctrl-C or SIGTERM (or, for classify, a closed stdout): not an error
+       class, so not in the table; the commands that stop cleanly return it themselves
 
 2 is also what click exits with for an option it cannot parse, so "the request was wrong" has one
 code whether typer or our code finds the problem. An error class not listed takes the code of its

@@ -23,25 +23,32 @@ def expand(args: list[str]) -> list[Input]:
     error of its own, so a run never ends "successfully" having classified nothing."""
     found: list[Input] = []
     for arg in args:
-        path = Path(arg)
-        if not arg.strip():
-            found.append(Input(arg, None, '"": empty path (an unset variable in a script?)'))
-        elif path.is_dir():
-            found.extend(_folder(arg, path))
-        elif path.exists():
-            found.append(Input(arg, path))
-        elif glob.has_magic(arg):
-            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
-            images = [Input(str(m), m) for m in matches if m.is_file() and _is_image_name(m)]
-            for folder in (m for m in matches if m.is_dir()):
-                images.extend(i for i in _folder(str(folder), folder) if i.error is None)
-            if not images:
-                what = "no image files" if matches else "no files"
-                found.append(Input(arg, None, f"{arg}: pattern matches {what}"))
-            found.extend(sorted(images, key=lambda i: i.shown))
-        else:
-            found.append(Input(arg, None, f"{arg}: no such file or folder"))
+        try:
+            found.extend(_expand_one(arg))
+        except (OSError, ValueError) as exc:  # a name too long, a folder we may not list, a NUL byte
+            found.append(Input(arg, None, f"{arg}: cannot be read ({getattr(exc, 'strerror', None) or exc})"))
     return found
+
+
+def _expand_one(arg: str) -> list[Input]:
+    """What one argument yields; OSError (and ValueError, for a NUL byte) go to the caller."""
+    path = Path(arg)
+    if not arg.strip():
+        return [Input(arg, None, '"": empty path (an unset variable in a script?)')]
+    if path.is_dir():
+        return _folder(arg, path)
+    if path.exists():
+        return [Input(arg, path)]
+    if not glob.has_magic(arg):
+        return [Input(arg, None, f"{arg}: no such file or folder")]
+    matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+    images = [Input(str(m), m) for m in matches if m.is_file() and _is_image_name(m)]
+    for folder in (m for m in matches if m.is_dir()):
+        images.extend(i for i in _folder(str(folder), folder) if i.error is None)
+    if not images:
+        what = "no image files" if matches else "no files"
+        return [Input(arg, None, f"{arg}: pattern matches {what}")]
+    return sorted(images, key=lambda i: i.shown)
 
 
 def _is_image_name(path: Path) -> bool:

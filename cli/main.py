@@ -53,15 +53,19 @@ def main() -> None:
     """The console script: the plain classify route, else the typer app."""
     survive_narrow_consoles()
     args = sys.argv[1:]
+    if args[:1] == ["classify"]:
+        from fmnist_edge.interrupt import defer_signals
+
+        defer_signals()  # Ctrl-C and SIGTERM end classify with 130 on both routes, even during start-up
     if is_plain_classify(args):
         from fmnist_edge.classify import classify_exit_code
-        from fmnist_edge.exits import EXIT_FAILED
+        from fmnist_edge.exits import EXIT_INTERRUPTED
 
         try:
             sys.exit(classify_exit_code(args[1:]))
         except KeyboardInterrupt:
-            print("\nAborted!", file=sys.stderr)  # what click prints on the parsed route
-            sys.exit(EXIT_FAILED)
+            print("interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
     from fmnist_edge.app import app
 
     app(prog_name="fmnist-edge")

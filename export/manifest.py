@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from fmnist_edge.common.atomic import write_text_atomic
 from fmnist_edge.common.keras_model import TRAINING_RECORD
 from fmnist_edge.export.golden import GOLDEN_FORMAT, golden_entry
 from fmnist_edge.export.parity import ParityReport, Tolerance
+from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
-from fmnist_edge.runtime.manifest import MANIFEST_FILE, sha256_file
+from fmnist_edge.runtime.golden import GOLDEN_FILE
+from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
+from fmnist_edge.runtime.manifest_schema import SCHEMA_VERSION  # the one the runtime checks against
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 from fmnist_edge.train.provenance import git_commit, versions
 
-SCHEMA_VERSION = 1
 REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k test set, for CI parity
 PHOTO_INPUTS_FILE = "photo_val_inputs.npz"  # the validation photos' 28x28 inputs the photo threshold was set on
 
 
-def file_entry(out_dir: Path, fmt: Format, report: ParityReport, tolerance: Tolerance) -> dict:
-    path = out_dir / fmt.filename
+def file_entry(fmt: Format, sha256: str, size: int, report: ParityReport, tolerance: Tolerance) -> dict:
+    """One model's record, with the hash and size of the bytes that passed parity."""
     return {
         "name": fmt.name,
         "file": fmt.filename,
         "format": fmt.kind,
         "precision": fmt.precision,
-        "size_bytes": path.stat().st_size,
-        "sha256": sha256_file(path),
+        "size_bytes": size,
+        "sha256": sha256,
         "test_accuracy": round(report.accuracy, 6),
         "agreement_with_keras": round(report.agreement, 6),
         "accuracy_delta_pp": round(report.accuracy_delta_pp, 3),
@@ -39,11 +40,18 @@ def file_entry(out_dir: Path, fmt: Format, report: ParityReport, tolerance: Tole
     }
 
 
-def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entries: list[dict], options,
-                   data_sha256: dict[str, str], unsure: dict | None = None) -> dict:
+def build_manifest(out_dir: Path, staging: Path, model_path: Path, keras_accuracy: float, entries: list[dict],
+                   options: Any, data_sha256: dict[str, str], unsure: dict | None = None) -> dict:
+    """The manifest to publish. Files written by this export are read from `staging`; models of
+    other formats from the previous export of the same Keras model are kept, with what was derived
+    from them, and must still be in `out_dir`."""
     previous = _load_previous(out_dir)
     source_sha = sha256_file(model_path)
     record = model_path.parent / TRAINING_RECORD
+
+    def where(name: str) -> Path:
+        return staging / name if (staging / name).is_file() else out_dir / name
+
     # Keep entries for formats not exported this time, if they came from the same Keras model; so
     # does what was derived from them. Anything else in out_dir is a leftover the runtime refuses.
     same_source = previous.get("source", {}).get("sha256") == source_sha
@@ -55,6 +63,7 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
     default = by_name(DEFAULT_FORMAT).filename
     if unsure is None and same_source and default in models:
         unsure = previous.get("unsure_calibration")
+    photo_inputs = where(PHOTO_INPUTS_FILE)
     return {
         "schema": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -71,11 +80,12 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
             "training_record": record.name if record.is_file() else None,
             "training_record_sha256": sha256_file(record) if record.is_file() else None,
         },
-        "reference_logits": {"file": REFERENCE_FILE, "sha256": sha256_file(out_dir / REFERENCE_FILE)},
-        "photo_val_inputs": ({"file": PHOTO_INPUTS_FILE, "sha256": sha256_file(out_dir / PHOTO_INPUTS_FILE)}
-                             if unsure and "photos" in unsure else None),
+        "reference_logits": {"file": REFERENCE_FILE, "sha256": sha256_file(where(REFERENCE_FILE))},
+        "photo_val_inputs": ({"file": PHOTO_INPUTS_FILE, "sha256": sha256_file(photo_inputs)}
+                             if unsure and "photos" in unsure and photo_inputs.is_file() else None),
         # selftest data {file, sha256, images}: only when recorded from the int8 TFLite listed here
-        "golden": golden_entry(out_dir, models.get(by_name(GOLDEN_FORMAT).filename, {}).get("sha256")),
+        "golden": golden_entry(where(GOLDEN_FILE).parent,
+                               models.get(by_name(GOLDEN_FORMAT).filename, {}).get("sha256")),
         "calibration": {
             "images": options.calibration_size,
             "seed": options.seed,
@@ -89,12 +99,10 @@ def build_manifest(out_dir: Path, model_path: Path, keras_accuracy: float, entri
 
 
 def _load_previous(out_dir: Path) -> dict:
-    path = out_dir / MANIFEST_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    """The manifest being replaced; one that is missing or fails the schema keeps nothing."""
+    if not (out_dir / MANIFEST_FILE).is_file():
         return {}
-
-
-def write_manifest(out_dir: Path, manifest: dict) -> None:
-    write_text_atomic(out_dir / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    try:
+        return load_manifest(out_dir)
+    except ModelError:
+        return {}

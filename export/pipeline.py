@@ -1,18 +1,21 @@
-"""`fmnist-edge export`: convert, check parity, then (and only then) write models and the manifest.
+"""`fmnist-edge export`: convert, check parity, then (and only then) publish models and the manifest.
 
-Order of work, so that a failure leaves the previous artifacts untouched:
-  1. refuse early if a target exists and --force was not given;
-  2. convert every requested format in a temporary directory;
+Order of work, so that a failure or a kill leaves the previous export complete and usable:
+  1. check the arguments, lock --out against a second export (common/lock.py), remove what a
+     killed export left there, refuse existing models without --force, and check that --out has
+     room: all before any slow work;
+  2. convert every requested format into a staging folder inside --out, hashing each model's
+     bytes as they are written;
   3. run each through the runtime's own backend on the 10k test images and check parity
-     against the Keras model's scores;
-  4. only when all pass, derive the rest (unsure threshold, golden data, reference scores) in the
-     same temporary directory, then move each file into place atomically and rewrite the manifest
-     straight after, so the window in which models and manifest disagree is a few file moves.
+     against the Keras model's scores; the hash recorded is of those very bytes;
+  4. only when all pass, derive the rest (unsure threshold, golden data, reference scores) in
+     staging, then publish (export/publish.py): the manifest is the commit point, so at every
+     instant the folder is the old export or the new one, each complete.
 """
 
 from __future__ import annotations
 
-import tempfile
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,18 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_edge.common.atomic import write_bytes_atomic
 from fmnist_edge.common.errors import ExportError
 from fmnist_edge.common.keras_model import TRAINING_RECORD, load_keras_model
+from fmnist_edge.common.lock import FolderLock
 from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
-from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry, write_manifest
+from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry
 from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
+from fmnist_edge.export.publish import check_room, publish, remove_leftovers, staging_folder
 from fmnist_edge.runtime.backends import load_backend, run_batched
+from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import EXPORTED, Format, by_name
-from fmnist_edge.runtime.golden import GOLDEN_FILE
 from fmnist_edge.runtime.manifest import MANIFEST_FILE
 from fmnist_edge.train import data as fmnist_data
+
+MIN_CALIBRATION = 10
+TRAIN_IMAGES = fmnist_data.FILES["train_images"].shape[0]  # int8 calibration draws from these
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class ExportOptions:
 
 
 def targets(options: ExportOptions) -> list[Format]:
+    """The formats to export; an empty or unknown --formats is refused (`--formats ,` once exported
+    nothing and still rewrote the manifest, de-listing every model)."""
+    if not options.kinds:
+        raise ExportError("--formats names no format; choose from tflite, onnx (comma-separated)")
     unknown = set(options.kinds) - {f.kind for f in EXPORTED}
     if unknown:
         raise ExportError(f"unknown format {', '.join(sorted(unknown))}; choose from tflite, onnx")
@@ -72,14 +83,56 @@ def export(
     options: ExportOptions,
     data_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    hook: Callable[[str], None] | None = None,
 ) -> dict:
-    """Export `model_path` (.keras) to `out_dir`; returns the manifest that was written."""
+    """Export `model_path` (.keras) to `out_dir`; returns the manifest that was published.
+    `hook(step)` is called at each publishing step (tests stop the process there)."""
     model_path, out_dir = Path(model_path), Path(out_dir)
     todo = targets(options)
-    _refuse_existing(out_dir, todo, options.force)
+    check_options(options)
+    if not model_path.is_file():
+        raise ModelError(f"model file not found: {model_path}")
+    _make_folder(out_dir)
+    with FolderLock(out_dir):
+        left = remove_leftovers(out_dir)
+        if left:
+            log(f"removed what an interrupted export left in {out_dir}: {', '.join(sorted(left))}")
+        _refuse_existing(out_dir, todo, options.force)
+        check_room(out_dir, _room_needed(model_path, todo))
+        with staging_folder(out_dir) as staging:
+            manifest = _export_into(staging, model_path, out_dir, todo, options, data_dir, log)
+            publish(out_dir, staging, manifest, hook or (lambda step: None))
+    return manifest
+
+
+def check_options(options: ExportOptions) -> None:
+    """The arguments, before any work: a bad --calibration or --seed used to fail after the model was loaded."""
+    if not MIN_CALIBRATION <= options.calibration_size <= TRAIN_IMAGES:
+        raise ExportError(f"--calibration {options.calibration_size}: choose {MIN_CALIBRATION} to {TRAIN_IMAGES} "
+                          "(training images)")
+    if not 0 <= options.seed < 2**63:
+        raise ExportError(f"--seed {options.seed}: choose a whole number from 0 to 2**63 - 1")
+
+
+def _make_folder(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+
+
+def _room_needed(model_path: Path, todo: list[Format]) -> int:
+    """A generous bound on the bytes staged and published: no export file is larger than the float
+    Keras model; the SavedModel and ONNX graph built on the way are about twice its size; each new
+    file exists twice while published (content-addressed copy and link or copy); plus 64 MiB."""
+    return 64 * 2**20 + model_path.stat().st_size * (2 * len(todo) + 4)
+
+
+def _export_into(staging: Path, model_path: Path, out_dir: Path, todo: list[Format], options: ExportOptions,
+                 data_dir: Path | None, log: Callable[[str], None]) -> dict:
+    """Steps 2-4 in the staging folder; returns the manifest to publish (with the usual file names)."""
     started = time.time()
     step = _Steps(len(todo) + 3, log)
-
     step(f"loading {model_path}")
     model = load_keras_model(model_path)
     ds = fmnist_data.load(data_dir)
@@ -91,27 +144,20 @@ def export(
     keras_accuracy = float((reference.argmax(1) == test.labels).mean())
     log(f"    Keras test accuracy {100 * keras_accuracy:.2f}%")
 
-    with tempfile.TemporaryDirectory(prefix="fmnist-edge-export-") as tmp:
-        staging = Path(tmp)
-        convert_to = _Converter(model, calibration_images(ds.train_images, options.calibration_size, options.seed),
-                                staging)
-        staged = []
-        for fmt in todo:
-            step(f"converting {fmt.name}")
-            staged.append(_convert_and_check(fmt, convert_to, staging, test, reference, options, log))
-        # Everything derived from the new models is staged too, so that once files start to move
-        # into out_dir nothing slow or fallible is left before the manifest that lists them.
-        unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, staging)
-        published = _stage_derived(staging, staged, test, reference)
-        if (staging / PHOTO_INPUTS_FILE).is_file():
-            published.append(PHOTO_INPUTS_FILE)
-        step(f"writing {len(staged)} models and {MANIFEST_FILE} to {out_dir}")
-        _publish(staging, out_dir, published)
-    entries = [file_entry(out_dir, fmt, report, options.tolerance(fmt.precision)) for fmt, _, report in staged]
-    manifest = build_manifest(
-        out_dir, model_path, keras_accuracy, entries, options, data_sha256=ds.sha256, unsure=unsure
-    )
-    write_manifest(out_dir, manifest)
+    convert_to = _Converter(model, calibration_images(ds.train_images, options.calibration_size, options.seed),
+                            staging / "work")
+    (staging / "work").mkdir()
+    staged = []
+    for fmt in todo:
+        step(f"converting {fmt.name}")
+        staged.append(_convert_and_check(fmt, convert_to, staging, test, reference, options, log))
+    unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, staging)
+    _stage_derived(staging, staged, test, reference)
+    entries = [file_entry(fmt, digest, size, report, options.tolerance(fmt.precision))
+               for fmt, digest, size, report in staged]
+    manifest = build_manifest(out_dir, staging, model_path, keras_accuracy, entries, options,
+                              data_sha256=ds.sha256, unsure=unsure)
+    step(f"publishing {len(staged)} models and {MANIFEST_FILE} in {out_dir}")
     log(f"done in {time.time() - started:.0f}s")
     return manifest
 
@@ -122,7 +168,9 @@ class LabelledImages:
     labels: np.ndarray
 
 
-Staged = tuple[Format, Path, parity.ParityReport]  # a converted model in the staging folder, and its parity
+# A converted model in the staging folder: its format, the SHA-256 and size of the bytes that passed
+# parity (hashed as written, not re-read from disk later), and its parity report.
+Staged = tuple[Format, str, int, parity.ParityReport]
 
 
 def _refuse_existing(out_dir: Path, todo: list[Format], force: bool) -> None:
@@ -186,31 +234,20 @@ def _convert_and_check(
     report = parity.compare(fmt.name, scores, reference, test.labels, options.tolerance(fmt.precision))
     log(f"    {report.summary()}  [{time.time() - t0:.0f}s, {len(blob) / 1024:.0f} KiB]")
     parity.require(report)
-    return fmt, staged_path, report
+    return fmt, hashlib.sha256(blob).hexdigest(), len(blob), report
 
 
-def _stage_derived(staging: Path, staged: list[Staged], test: LabelledImages, reference: np.ndarray) -> list[str]:
+def _stage_derived(staging: Path, staged: list[Staged], test: LabelledImages, reference: np.ndarray) -> None:
     """Write the golden data (when the default model was exported) and the Keras reference scores
-    beside the staged models; returns every file name to publish."""
-    published = [fmt.filename for fmt, _, _ in staged]
-    if any(fmt.name == GOLDEN_FORMAT for fmt, _, _ in staged):
+    beside the staged models."""
+    if any(fmt.name == GOLDEN_FORMAT for fmt, *_ in staged):
         write_golden(staging, test.pixels[..., 0], test.labels, staging / by_name(GOLDEN_FORMAT).filename)
-        published.append(GOLDEN_FILE)
     with (staging / REFERENCE_FILE).open("wb") as fh:
         np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test.labels)
-    published.append(REFERENCE_FILE)
-    return published
-
-
-def _publish(staging: Path, out_dir: Path, names: list[str]) -> None:
-    """Move each staged file into out_dir atomically (the manifest follows straight after)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        write_bytes_atomic(out_dir / name, (staging / name).read_bytes())
 
 
 def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Callable[[str], None],
-                      photos: Path | None = None, stage: Path | None = None) -> dict | None:
+                      photos: Path | None, stage: Path) -> dict | None:
     """Calibrate on the validation split the model was selected on, rebuilt from its training record.
 
     Without the record that split is unknown, and calibrating on images the model trained on would
@@ -223,9 +260,9 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
     from fmnist_edge.runtime.formats import DEFAULT_FORMAT
     from fmnist_edge.train.train import TrainConfig, split
 
-    staged_default = next((path for fmt, path, _ in staged if fmt.name == DEFAULT_FORMAT), None)
-    if staged_default is None:
+    if not any(fmt.name == DEFAULT_FORMAT for fmt, *_ in staged):
         return None
+    staged_default = stage / by_name(DEFAULT_FORMAT).filename
     record = model_path.parent / TRAINING_RECORD
     if not record.is_file():
         log(f"    no training record ({record.name}) beside the model: the unsure threshold is not calibrated")
@@ -248,10 +285,9 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
     from fmnist_edge.train.photos import VAL_SPLIT, load_split
 
     val_photos = load_split(photos, VAL_SPLIT, log)
-    if stage is not None:  # the inputs the photo threshold was set on, so a test can recompute it anywhere
-        with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:
-            np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,
-                                files=np.array(val_photos.files))
+    with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:  # the inputs the photo threshold was set on, so a
+        np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,  # test can recompute it
+                            files=np.array(val_photos.files))
     on_photos = photo_unsure_threshold(mirror_averaged(backend.run, val_photos.images[..., None], 500),
                                        val_photos.labels)
     log(f"    photo threshold {on_photos['threshold']:.3f} (flags {100 * on_photos['flagged_fraction']:.1f}% of "

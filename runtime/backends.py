@@ -18,9 +18,10 @@ from typing import Protocol
 import numpy as np
 
 from fmnist_edge.runtime import registry
+from fmnist_edge.runtime.contract import check_io, check_scores
 from fmnist_edge.runtime.errors import MissingExtraError, ModelError, reraise_as
 from fmnist_edge.runtime.formats import kind_of
-from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
+from fmnist_edge.runtime.spec import INPUT_SHAPE
 
 
 class Backend(Protocol):
@@ -31,12 +32,6 @@ class Backend(Protocol):
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 [N, 28, 28, 1] -> float32 scores [N, 10]."""
         ...
-
-
-def _check_input_shape(path: Path, shape: list) -> None:
-    tail = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in shape[1:]]
-    if len(shape) != 4 or tail != list(INPUT_SHAPE):
-        raise ModelError(f"{path}: model input shape {list(shape)} is not [N, 28, 28, 1]")
 
 
 def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -62,35 +57,44 @@ class TFLiteBackend:
     def __init__(self, path: Path, threads: int | None, row: registry.Row) -> None:
         self.name = row.name
         interpreter_cls = importlib.import_module(row.module).Interpreter
-        with reraise_as(ModelError, f"{path}: not a valid TFLite model", ValueError, RuntimeError):
+        # The interpreters raise ValueError, RuntimeError and (from pybind) others for bad files:
+        # every one of them is a model that cannot be used, exit 2, not a traceback.
+        with reraise_as(ModelError, f"{path}: not a valid TFLite model", Exception):
             self._interp = interpreter_cls(model_path=str(path), num_threads=threads or cores())
-        inp = self._interp.get_input_details()[0]
-        out = self._interp.get_output_details()[0]
-        _check_input_shape(path, list(inp["shape_signature"]))
-        if int(out["shape"][-1]) != NUM_CLASSES:
-            raise ModelError(f"{path}: model has {out['shape'][-1]} outputs, expected {NUM_CLASSES}")
+            inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
+        check_io(path, [(list(d["shape_signature"]), np.dtype(d["dtype"]).name) for d in inputs],
+                 [(list(d["shape_signature"]), np.dtype(d["dtype"]).name) for d in outputs])
+        inp, out = inputs[0], outputs[0]
+        if np.issubdtype(out["dtype"], np.integer) and not out["quantization"][0] > 0:
+            raise ModelError(f"{path}: integer output without a quantization scale; its scores cannot be read")
         self._in, self._out, self._path = inp, out, Path(path)
-        with _quiet_native_stderr():  # LiteRT logs "INFO: Created ... XNNPACK delegate" here
-            self._interp.allocate_tensors()
+        with _quiet_native_stderr(), reraise_as(ModelError, f"{path}: the interpreter cannot prepare the model",
+                                                Exception):
+            self._interp.allocate_tensors()  # LiteRT logs "INFO: Created ... XNNPACK delegate" here
         self._batch = int(inp["shape"][0])
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         n = len(pixels)
         if n != self._batch:
-            self._interp.resize_tensor_input(self._in["index"], [n, *INPUT_SHAPE])
             # XNNPACK says "failed to reshape runtime" when memory runs out
             with reraise_as(ModelError, f"{self._path.name}: the interpreter cannot prepare a batch of {n} "
-                            "(is memory limited?)", RuntimeError):
+                            "(is memory limited?)", Exception):
+                self._interp.resize_tensor_input(self._in["index"], [n, *INPUT_SHAPE])
                 self._interp.allocate_tensors()
             self._batch = n
         scale, zero = self._in["quantization"]
-        self._interp.set_tensor(self._in["index"], _quantize(pixels, self._in["dtype"], scale, zero))
-        self._interp.invoke()
-        raw = self._interp.get_tensor(self._out["index"])
+        with reraise_as(ModelError, f"{self._path.name}: the interpreter failed", Exception):
+            self._interp.set_tensor(self._in["index"], _quantize(pixels, self._in["dtype"], scale, zero))
+            self._interp.invoke()
+            raw = self._interp.get_tensor(self._out["index"])
+        check_scores(self._path, raw, n)
         scale, zero = self._out["quantization"]
         if np.issubdtype(raw.dtype, np.integer):
             return (raw.astype(np.float32) - zero) * scale
         return raw.astype(np.float32)
+
+
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
 
 class OnnxBackend:
@@ -106,17 +110,18 @@ class OnnxBackend:
         # onnxruntime raises its own untyped errors for bad files
         with reraise_as(ModelError, f"{path}: not a valid ONNX model", Exception):
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        inp = self._session.get_inputs()[0]
-        _check_input_shape(path, list(inp.shape))
-        out_shape = list(self._session.get_outputs()[0].shape)
-        if not out_shape or out_shape[-1] != NUM_CLASSES:
-            raise ModelError(f"{path}: model output shape {out_shape} is not [N, {NUM_CLASSES}]")
-        self._input = inp.name
-        self._dtype = np.uint8 if "uint8" in inp.type else np.float32
+            inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        check_io(path, [(list(i.shape), _ONNX_TYPES.get(i.type, i.type)) for i in inputs],
+                 [(list(o.shape), _ONNX_TYPES.get(o.type, o.type)) for o in outputs])
+        if outputs[0].type != "tensor(float)":  # no scale and zero point to read integer scores with
+            raise ModelError(f"{path}: model output type {outputs[0].type} is not float32")
+        self._input, self._path = inputs[0].name, Path(path)
+        self._dtype = np.dtype(_ONNX_TYPES[inputs[0].type])
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
-        scores = self._session.run(None, {self._input: pixels.astype(self._dtype)})[0]
-        return np.asarray(scores, dtype=np.float32)
+        with reraise_as(ModelError, f"{self._path.name}: the interpreter failed", Exception):
+            scores = self._session.run(None, {self._input: pixels.astype(self._dtype)})[0]
+        return check_scores(self._path, scores, len(pixels)).astype(np.float32, copy=False)
 
 
 def load_backend(path: Path, threads: int | None = None, backend: str | None = None) -> Backend:
@@ -126,6 +131,7 @@ def load_backend(path: Path, threads: int | None = None, backend: str | None = N
     `threads` None means every core this process may use.
     """
     path = Path(path)
+    registry.check_threads(threads)
     kind = kind_of(path)
     if kind not in registry.KINDS:
         raise ModelError(f"{path}: .{kind} models need TensorFlow; the runtime runs .tflite and .onnx")

@@ -12,13 +12,14 @@ import numpy as np
 from fmnist_edge.runtime import manifest as manifests
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.backends import Backend, load_backend
+from fmnist_edge.runtime.contract import NON_FINITE, finite_rows
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import default_format
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import CLASS_NAMES, IMAGE_SIZE
 
-DEFAULT_UNSURE_THRESHOLD = 0.5
 ImageSource = str | Path | bytes | BinaryIO
+LOAD_ATTEMPTS = 3  # reads of a manifest that an export is replacing at that moment
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Prediction:
     label: str
     confidence: float
     probabilities: np.ndarray  # [10], sums to 1
-    unsure: bool
+    unsure: bool | None  # None: the model has no calibrated threshold, so nothing is flagged (or vouched for)
 
     def top_k(self, k: int) -> list[tuple[int, str, float]]:
         order = np.argsort(self.probabilities)[::-1][:k]
@@ -99,8 +100,11 @@ class Classifier:
 
     When the model's folder has a manifest (the bundled folder does), the model must be listed
     there with the same SHA-256, so a corrupted, swapped or left-over file is refused rather than
-    silently trusted; an unreadable manifest is refused too. A model in a folder without a manifest
-    is run as it is.
+    silently trusted; an unreadable or malformed manifest is refused too. A model in a folder
+    without a manifest runs only when named, as an unverified model (`verified` False, which the
+    CLI warns about), and its answers carry no unsure flag (`unsure` None): a threshold is
+    calibrated for one model on its own validation images, so any number guessed for another
+    model would flag or vouch for answers at random.
     """
 
     def __init__(
@@ -110,14 +114,30 @@ class Classifier:
         backend: str | None = None,
         verify: bool = True,
     ) -> None:
+        folder = Path(model).parent if model is not None else manifests.bundled_dir()
+        for attempt in range(LOAD_ATTEMPTS):
+            before = manifests.identity(folder / manifests.MANIFEST_FILE)
+            try:
+                self._load(model, threads, backend, verify)
+                return
+            except ModelError:
+                # An export publishing into the folder right now: the manifest changed under us,
+                # so read it again rather than refuse a folder that is complete again.
+                if attempt + 1 == LOAD_ATTEMPTS or manifests.identity(folder / manifests.MANIFEST_FILE) == before:
+                    raise
+
+    def _load(self, model: str | Path | None, threads: int | None, backend: str | None, verify: bool) -> None:
         path = Path(model) if model is not None else default_model_path(backend)
         manifest = manifests.manifest_beside(path)
-        if verify and manifest is not None and path.is_file():
-            manifests.verify(path, manifest)
+        hashed = manifests.verify(path, manifest) if verify and manifest is not None and path.is_file() else None
         self.path = path
+        self.verified = verify and manifest is not None
         self.backend: Backend = load_backend(path, threads, backend)
+        if hashed is not None and manifests.identity(path) != hashed:
+            # Replaced between the hash and the load: what the interpreter read is not what was verified.
+            raise ModelError(f"{path}: replaced while it was being loaded (an export publishing?); run it again")
         calibrated = (manifest or {}).get("unsure_threshold")  # None when export skipped int8 calibration
-        self.unsure_threshold = float(calibrated) if calibrated is not None else DEFAULT_UNSURE_THRESHOLD
+        self.unsure_threshold: float | None = float(calibrated) if calibrated is not None else None
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 [N, 28, 28] (or [N, 28, 28, 1]) light-on-dark pixels -> probabilities [N, 10],
@@ -138,11 +158,18 @@ class Classifier:
         return mirror_averaged(self.backend.run, pixels, batch_size).astype(np.float32)
 
     def to_predictions(self, probabilities: np.ndarray) -> list[Prediction]:
+        """One Prediction per row; a row that is not all finite is refused (ModelError), never
+        answered: NaN would compare as "not unsure" and print as invalid JSON. The CLI checks rows
+        with contract.finite_rows first, so that only the input concerned fails."""
+        ok = finite_rows(probabilities)
+        if not ok.all():
+            raise ModelError(f"{self.path.name}: {NON_FINITE} (image {int(np.flatnonzero(~ok)[0])})")
         out = []
         for probs in probabilities:
             index = int(probs.argmax())
             confidence = float(probs[index])
-            out.append(Prediction(index, CLASS_NAMES[index], confidence, probs, confidence < self.unsure_threshold))
+            unsure = None if self.unsure_threshold is None else confidence < self.unsure_threshold
+            out.append(Prediction(index, CLASS_NAMES[index], confidence, probs, unsure))
         return out
 
     def classify(self, images: Sequence[ImageSource] | ImageSource) -> list[Prediction]:

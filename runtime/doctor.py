@@ -24,7 +24,7 @@ from pathlib import Path
 from fmnist_edge.runtime import machine, registry
 from fmnist_edge.runtime import manifest as manifests
 from fmnist_edge.runtime.backends import load_backend
-from fmnist_edge.runtime.errors import FmnistEdgeError
+from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
 from fmnist_edge.runtime.formats import default_format
 from fmnist_edge.runtime.golden import GOLDEN_FILE
 from fmnist_edge.runtime.spec import INPUT_SHAPE
@@ -139,7 +139,8 @@ def check_model(directory: Path, manifest: dict | None, filename: str, backend: 
 
         t0 = time.perf_counter()
         loaded = load_backend(path, threads=1, backend=backend)
-        loaded.run(np.zeros((1, *INPUT_SHAPE), dtype=np.uint8))
+        if not np.isfinite(loaded.run(np.zeros((1, *INPUT_SHAPE), dtype=np.uint8))).all():
+            raise ModelError("it gives non-finite scores (NaN or inf)")
     except FmnistEdgeError as exc:
         return f"{described}; fails on {backend}: {exc}", False
     return f"{described}, runs on {backend} ({1e3 * (time.perf_counter() - t0):.0f} ms to load and run)", True

@@ -20,10 +20,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from fmnist_edge.runtime.blas_threads import blas_threads
+from fmnist_edge.runtime.contract import check_io, check_scores
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.registry import Row
-from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
+from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.runtime.tflite_reader import Graph, Operator, read_graph
 
 # Images per pass through the graph: bigger batches only grow the im2col buffers (14 MB per 32
@@ -46,30 +47,28 @@ class NumpyBackend:
         except ModelError as exc:
             raise ModelError(f"{exc} (use the float model, {_FLOAT_MODEL})" if "float32" in str(exc) else str(exc)) \
                 from None
-        if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-            raise ModelError(f"{path}: {len(graph.inputs)} inputs and {len(graph.outputs)} outputs; expected one each")
-        inp, out = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-        if list(inp.shape[1:]) != list(INPUT_SHAPE) or len(inp.shape) != 4:
-            raise ModelError(f"{path}: model input shape {list(inp.shape)} is not [N, 28, 28, 1]")
-        if not out.shape or out.shape[-1] != NUM_CLASSES:
-            raise ModelError(f"{path}: model output shape {list(out.shape)} is not [N, {NUM_CLASSES}]")
+        check_io(path, [(graph.tensors[i].shape, graph.tensors[i].dtype.name) for i in graph.inputs],
+                 [(graph.tensors[o].shape, graph.tensors[o].dtype.name) for o in graph.outputs])
         if any(t.quantized for t in graph.tensors):
             raise ModelError(f"{path}: a quantized model; the numpy backend runs the float model, {_FLOAT_MODEL}")
         self._graph = graph
         self._steps = [_compile(graph, i, op) for i, op in enumerate(graph.operators)]
         self._threads = threads
+        self._path = path
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 [N, 28, 28, 1] -> float32 scores [N, 10]."""
         with blas_threads(self._threads):
             chunks = [self._run(pixels[i : i + CHUNK]) for i in range(0, len(pixels), CHUNK)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        scores = np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        return check_scores(self._path, scores, len(pixels))
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         values: dict[int, np.ndarray] = {self._graph.inputs[0]: pixels.astype(np.float32)}
         for inputs, output, kernel in self._steps:
             values[output] = kernel([values[i] for i in inputs])
-        return np.asarray(values[self._graph.outputs[0]], dtype=np.float32).reshape(len(pixels), -1)
+        out = np.asarray(values[self._graph.outputs[0]], dtype=np.float32)
+        return check_scores(self._path, out, len(pixels))
 
 
 _FLOAT_MODEL = by_name("tflite-fp32").filename  # what a refusal points to

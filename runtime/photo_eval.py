@@ -37,7 +37,7 @@ class PhotoResult:
 class PhotoSummary:
     results: list[PhotoResult]
     unreadable: list[str]
-    unsure_threshold: float
+    unsure_threshold: float | None  # None: the model has no calibrated threshold, nothing is flagged
 
     @property
     def accuracy(self) -> float:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFilter, UnidentifiedImageError
 
 from fmnist_edge.runtime.errors import ImageError
 from fmnist_edge.runtime.spec import IMAGE_SIZE
@@ -39,6 +39,7 @@ from fmnist_edge.runtime.spec import IMAGE_SIZE
 MAX_PIXELS = 64_000_000  # refuse larger declared sizes before decoding (decompression bombs)
 MIN_SIDE = 8  # px; below this there is no garment to see
 MAX_ASPECT = 16.0  # a 4000x8 strip is not a photo of one item
+STRIP_PIXELS = 1 << 21  # _reduce converts and averages a huge image this many pixels at a time (8 MB as RGBA)
 WORK_SIZE = 256  # photos are cropped and negated at this longest side; plenty for a 28 px result
 SEG_SIZE = 96  # the item is found on a copy this small: 3.4x the output, and fast (64 and 128 scored the same)
 COLOUR_BINS = 8  # per YCbCr channel -> 512 colours: coarse enough that a few thousand pixels fill them
@@ -52,20 +53,29 @@ MASK_MIN, MASK_MAX = 0.03, 0.97  # a mask covering less or more of the frame is 
 
 
 def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -> Image.Image:
-    """Decode the first frame, apply EXIF orientation, composite alpha onto white -> RGB or L."""
+    """Decode the first frame, reduce it, apply EXIF orientation, composite alpha onto white -> RGB or L.
+
+    Any failure is an ImageError naming the input, whatever raised it: Pillow's plugins and the
+    codecs under them (libavif, libwebp, libtiff) raise RuntimeError, struct.error, MemoryError,
+    IndexError and others for hostile files, and one bad file must be one error line, never a
+    traceback that loses the rest of a batch. Memory is bounded: the declared size is checked before
+    decoding (MAX_PIXELS, at most 4 bytes a pixel decoded), and the decoded image is reduced
+    (`_reduce`) before anything converts it, so no full-size copy in another mode or in float is made.
+    """
     shown = name or (str(source) if isinstance(source, (str, Path)) else "image")
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageError(f"{shown}: no such file")
-        if path.is_dir():
-            raise ImageError(f"{shown}: is a directory")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{shown}: empty file (0 bytes)")
-    elif isinstance(source, bytes):
-        source = io.BytesIO(source)
     try:
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.exists():
+                raise ImageError(f"{shown}: no such file")
+            if path.is_dir():
+                raise ImageError(f"{shown}: is a directory")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{shown}: empty file (0 bytes)")
+        elif isinstance(source, bytes):
+            source = io.BytesIO(source)
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Truncated File Read", "Corrupt EXIF data": the decode decides
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
             width, height = image.size
@@ -80,7 +90,13 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
             image.seek(0)  # animated GIF, multi-frame TIFF: the first frame
             if image.format == "JPEG" and max(width, height) > 4 * WORK_SIZE:
                 image.draft("RGB", (2 * WORK_SIZE, 2 * WORK_SIZE))  # decode big JPEGs at reduced scale
-            image = ImageOps.exif_transpose(image)
+            try:  # read before reducing: a TIFF keeps it in tags that the reduced copy does not carry
+                orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+            except Exception as exc:
+                raise ImageError(f"{shown}: cannot read its EXIF orientation ({_reason(exc)})") from None
+            image = _reduce(image)
+            if orientation in _ORIENT:  # as ImageOps.exif_transpose does it
+                image = image.transpose(_ORIENT[orientation])
             return _flatten(image)
     except ImageError:
         raise
@@ -88,17 +104,62 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
         raise ImageError(f"{shown}: declared size is too large to decode safely") from None
     except UnidentifiedImageError:
         raise ImageError(f"{shown}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageError(f"{shown}: cannot decode image ({reason})") from None
+    except Exception as exc:
+        raise ImageError(f"{shown}: cannot decode image ({_reason(exc)})") from None
+
+
+_T = Image.Transpose
+_ORIENT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
+           7: _T.TRANSVERSE, 8: _T.ROTATE_90}  # EXIF orientation -> the transpose that undoes it
+
+
+def _reason(exc: BaseException) -> str:
+    """A foreign exception in a few words: the usual decode errors by their message, others (a
+    decoder's RuntimeError, struct.error, MemoryError) with their class name too."""
+    line = next((part.strip() for part in str(exc).splitlines() if part.strip()), "")
+    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError)) and line:
+        return line
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    """Decode, then shrink by an integer factor (a box average) to no less than 2 * WORK_SIZE on the
+    long side, before any conversion. Why: a 64 MP 16-bit or float image took 1.7 GB once converted
+    to float at full size; reduced first, the peak is about the decoded image itself (at most 4 bytes
+    a pixel, 256 MB at MAX_PIXELS). It works in strips, because Pillow's reduce premultiplies an
+    RGBA image into a full-size copy first, and a palette image must become RGBA to be averaged.
+    Below 4 * WORK_SIZE nothing changes, so ordinary photos (big JPEGs are drafted below that) give
+    exactly the pixels they gave before."""
+    image.load()
+    width, height = image.size
+    factor = max(width, height) // (2 * WORK_SIZE)
+    if max(width, height) <= 4 * WORK_SIZE or factor < 2:
+        return image
+    mode = {"P": "RGBA", "1": "L"}.get(image.mode, image.mode)  # what can be averaged
+    rows = factor * max(1, STRIP_PIXELS // (width * factor))  # whole blocks of `factor` rows per strip
+    out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        try:
+            small = strip.reduce(factor)
+        except ValueError:  # modes reduce() lacks (I;16 and its byte orders): a box resize averages them too
+            small = strip.resize((-(-strip.width // factor), -(-strip.height // factor)), Image.Resampling.BOX)
+        out.paste(small, (0, top // factor))
+    if mode == image.mode and "transparency" in image.info:
+        out.info["transparency"] = image.info["transparency"]  # a colour key; a palette's is applied already
+    return out
 
 
 def _flatten(image: Image.Image) -> Image.Image:
     """Any mode -> 'RGB' (or 'L' for gray), with transparency composited onto white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = array.max() or 1.0
-        image = Image.fromarray(np.round(array * (255.0 / top)).astype(np.uint8), "L")
+        array = np.asarray(image, dtype=np.float64)  # small by now: _reduce ran first
+        finite = array[np.isfinite(array)]  # a float image may hold NaN or inf: black and white, not garbage
+        top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        array = np.nan_to_num(array, nan=0.0, posinf=top, neginf=0.0)
+        image = Image.fromarray(np.round(np.clip(array, 0, top) * (255.0 / top)).astype(np.uint8), "L")
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -323,5 +384,10 @@ def _stretch(item: np.ndarray, mask: np.ndarray, max_gain: float = 4.0) -> np.nd
 
 
 def preprocess(source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
-    """File, bytes or stream -> uint8 [28, 28] model input."""
-    return to_model_input(open_image(source, name))
+    """File, bytes or stream -> uint8 [28, 28] model input; any failure is an ImageError naming it."""
+    image = open_image(source, name)
+    try:
+        return to_model_input(image)
+    except Exception as exc:  # an odd mode Pillow cannot convert, memory: this image fails, not the caller
+        shown = name or (str(source) if isinstance(source, (str, Path)) else "image")
+        raise ImageError(f"{shown}: cannot prepare the image ({_reason(exc)})") from None

@@ -79,6 +79,9 @@ BACKENDS: tuple[Row, ...] = (
         "pip install numpy (a dependency of fmnist-edge)", precisions=("fp32",)),
 )
 NAMES: tuple[str, ...] = tuple(row.name for row in BACKENDS)
+# --threads: LiteRT segfaulted at 50000 threads and raised on 2**31; no CPU we run on has more
+# than this many cores, so a larger number is a mistake, refused before any interpreter sees it.
+MAX_THREADS = 256
 KINDS: tuple[str, ...] = tuple(dict.fromkeys(row.kind for row in BACKENDS))  # the file kinds some backend runs
 
 
@@ -88,6 +91,14 @@ def row(name: str) -> Row:
         if candidate.name == name:
             return candidate
     raise UsageError(f"unknown backend {name!r}; choose from auto, {', '.join(NAMES)}")
+
+
+def check_threads(threads: int | None) -> None:
+    """None means every core; anything else must be 1..MAX_THREADS (a usage error otherwise)."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads {threads!r}: choose 1 to {MAX_THREADS} (or leave it out for all cores)")
 
 
 def for_kind(kind: str) -> tuple[Row, ...]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.classifier import Classifier
+from fmnist_edge.runtime.contract import finite_rows
 from fmnist_edge.runtime.errors import GoldenError
 from fmnist_edge.runtime.float_golden import float_rule
 from fmnist_edge.runtime.golden import Golden, load_golden
@@ -75,6 +76,7 @@ class SelftestResult:
     problems: list[str] = field(default_factory=list)
     float_tolerance: float | None = None  # set when a float model was judged against int8 golden scores
     step: float | None = None  # set when the golden model passed within one quantization step, not identically
+    verified: bool = True  # False: no manifest beside the model, so its hash was not checked
 
     @property
     def ok(self) -> bool:
@@ -143,6 +145,10 @@ def run_selftest(
     identical = int(preprocess_roundtrip(golden.images).sum())
 
     problems = []
+    broken = int((~finite_rows(scores)).sum())
+    if broken:
+        # NaN compares false against every tolerance below, so it would otherwise pass as "ok".
+        problems.append(f"the model gave non-finite scores (NaN or inf) for {broken}/{len(golden)} images")
     if model is None and not same_model and classifier.path.name == golden.model_file:
         # The bundled default and the golden data disagree about which model shipped: one is stale.
         problems.append(f"the bundled {golden.model_file} is not the file {golden.path.name} was recorded from; "
@@ -165,4 +171,5 @@ def run_selftest(
     if identical < len(golden):
         problems.append(f"preprocessing changed {len(golden) - identical} of {len(golden)} dataset images")
     return SelftestResult(classifier.path, classifier.backend.name, same_model, agree, len(golden), max_diff,
-                          identical, problems, rule.tolerance if rule is not None else None, step)
+                          identical, problems, rule.tolerance if rule is not None else None, step,
+                          classifier.verified)

@@ -22,6 +22,10 @@ NUM_CLASSES = len(CLASS_NAMES)
 
 IMAGE_SIZE = 28
 INPUT_SHAPE: tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)  # NHWC without the batch
+# Raw pixels 0..255 go in as uint8 (int8 models) or float32 (float models); scores come out as
+# float32, or as 8-bit integers that the model's own scale and zero point turn back into float.
+INPUT_DTYPES: tuple[str, ...] = ("uint8", "float32")
+OUTPUT_DTYPES: tuple[str, ...] = ("float32", "uint8", "int8")
 
 # Models take raw pixels 0..255 and normalize inside the graph, so every exported format has
 # the same input contract. These constants are the in-graph normalization: x / 255 then

@@ -246,7 +246,9 @@ def test_selftest_fails_on_a_corrupt_golden_file_and_exits_2_when_there_is_none(
     replaced = tmp_path / "replaced"
     replaced.mkdir()
     shutil.copy(GOLDEN, replaced / GOLDEN_FILE)
-    (replaced / "manifest.json").write_text(json.dumps({"golden": {"file": GOLDEN_FILE, "sha256": "0" * 64}}))
+    manifest = json.loads((GOLDEN.parent / "manifest.json").read_text())  # a whole manifest: the schema is checked
+    manifest["golden"] = {"file": GOLDEN_FILE, "sha256": "0" * 64}
+    (replaced / "manifest.json").write_text(json.dumps(manifest))
     result = run("selftest", "--golden", replaced / GOLDEN_FILE)
     assert result.exit_code == 1 and "does not match the manifest" in result.stderr
     missing = run("selftest", "--golden", tmp_path / "nothing.npz")

@@ -193,6 +193,15 @@ def test_smoke_export_writes_four_models_whose_manifest_figures_are_their_own(sm
     assert on_disk == manifest
 
 
+def test_smoke_export_leaves_only_its_files_and_its_lock(smoke_export) -> None:
+    # Staging lived inside --out and is gone; no content-addressed copy or temporary file is left.
+    from fmnist_edge.common.lock import LOCK_FILE
+
+    out, manifest = smoke_export
+    listed = {m["file"] for m in manifest["models"]} | {manifest[k]["file"] for k in ("golden", "reference_logits")}
+    assert sorted(p.name for p in out.iterdir()) == sorted(listed | {"manifest.json", LOCK_FILE})
+
+
 def test_smoke_export_writes_golden_data_for_selftest(smoke_export) -> None:
     from fmnist_edge.runtime.selftest import run_selftest
 
@@ -283,7 +292,7 @@ def test_a_float_only_reexport_keeps_int8_derived_entries_only_for_the_same_mode
     previous_export(tmp_path, sha256_file(keras_file) if same_source else "0" * 64)
     fp32 = next(m for m in MANIFEST["models"] if m["file"] == "fmnist_cnn_fp32.tflite")
 
-    manifest = build_manifest(tmp_path, keras_file, 0.94, [fp32], ExportOptions(), data_sha256={})
+    manifest = build_manifest(tmp_path, tmp_path, keras_file, 0.94, [fp32], ExportOptions(), data_sha256={})
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
 
     listed = {m["file"] for m in manifest["models"]}

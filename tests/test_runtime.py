@@ -19,7 +19,6 @@ from PIL import Image
 
 from fmnist_edge.common.errors import DataError
 from fmnist_edge.runtime import CLASS_NAMES, Classifier, ImageError, ModelError, Prediction, registry
-from fmnist_edge.runtime.classifier import DEFAULT_UNSURE_THRESHOLD
 from fmnist_edge.runtime.errors import MissingExtraError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import bundled_dir, load_manifest
@@ -67,7 +66,7 @@ def assert_is_the_models_answer(classifier: Classifier, prediction: Prediction, 
     expected = (softmax / softmax.sum(1, keepdims=True)).mean(0)
     np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)
     assert prediction.label == CLASS_NAMES[int(expected.argmax())]
-    assert classifier.unsure_threshold == MANIFEST["unsure_threshold"] != DEFAULT_UNSURE_THRESHOLD
+    assert classifier.unsure_threshold == MANIFEST["unsure_threshold"] is not None
     assert prediction.unsure == (expected.max() < MANIFEST["unsure_threshold"])
 
 
