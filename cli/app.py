@@ -339,6 +339,7 @@ def evaluate(
     if result.mirror_disagreement is not None:
         typer.echo(f"  without averaging, mirroring an image changes the model's answer for "
                    f"{100 * result.mirror_disagreement:.2f}% of them")
+        _print_unsure_share(model, result)
     typer.echo(f"  {'class':<12} {'precision':>9} {'recall':>7} {'F1':>7}")
     for name, p, r, f in zip(CLASS_NAMES, result.precision, result.recall, result.f1, strict=True):
         typer.echo(f"  {name:<12} {p:>9.4f} {r:>7.4f} {f:>7.4f}")
@@ -346,6 +347,26 @@ def evaluate(
     for true, pred, count in result.top_confusions():
         typer.echo(f"    {true} -> {pred}: {count}")
     typer.echo(f"report: {out_dir}")
+
+
+def _print_unsure_share(model: Path, result) -> None:
+    """How many test answers classify would flag at the manifest's threshold (mirror-averaged scores
+    are classify's probabilities), and how often the rest are right."""
+    from fmnist_edge.runtime.manifest import manifest_beside
+
+    try:
+        threshold = (manifest_beside(model) or {}).get("unsure_threshold")
+    except FmnistEdgeError:
+        return  # evaluation does not depend on the manifest; classify would refuse it with its own line
+    if threshold is None:
+        return
+    confidence = result.scores.max(1)
+    flagged = confidence < threshold
+    correct = result.predictions == result.labels
+    rest = f"{100 * correct[~flagged].mean():.1f}%" if (~flagged).any() else "-"
+    of_flagged = f"{100 * correct[flagged].mean():.1f}%" if flagged.any() else "-"
+    typer.echo(f"  unsure at the manifest's threshold {threshold:.3f}: {100 * flagged.mean():.1f}% flagged "
+               f"({of_flagged} of them right), {rest} of the rest right")
 
 
 CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their images) and globs.

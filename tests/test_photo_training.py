@@ -116,3 +116,16 @@ def test_train_with_a_bad_photo_folder_stops_before_training(tmp_path: Path) -> 
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "labels.csv:2" in result.stderr
     assert "Traceback" not in result.output
     assert not out.exists() or not any(out.iterdir())  # nothing written: training never started
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
+@pytest.mark.parametrize("command", ["train-init", "blend"])
+def test_a_missing_model_to_start_from_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+    folder = photo_folder(tmp_path / "photos")
+    missing = str(tmp_path / "nope.keras")
+    args = (["train", "--init", missing, "--photos", str(folder), "--out", str(tmp_path / "run")]
+            if command == "train-init" else
+            ["blend", missing, missing, "--photos", str(folder), "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "nope.keras" in result.stderr and "Traceback" not in result.output

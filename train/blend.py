@@ -46,6 +46,9 @@ def blend(start: Path, tuned: Path, photos: Path, out_dir: Path, max_drop: float
     model_path, record_path = out_dir / MODEL_FILE, out_dir / TRAINING_RECORD
     if model_path.exists() and not force:
         raise FmnistEdgeError(f"{model_path} exists; pass --force to replace it or choose another --out")
+    for path in (start, tuned):
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
     tuned_record_path = tuned.parent / TRAINING_RECORD
     try:
         record = json.loads(tuned_record_path.read_text(encoding="utf-8"))

@@ -52,6 +52,7 @@ class Evaluation:
     predictions: np.ndarray
     scores: np.ndarray  # logits, or probabilities when mirror-averaged
     mirror_disagreement: float | None = None  # share of answers mirroring changes; only when mirror-averaged
+    labels: np.ndarray | None = None  # the true classes, in the order of `predictions`
 
     def top_confusions(self, k: int = 5) -> list[tuple[str, str, int]]:
         off = self.confusion.copy()
@@ -93,7 +94,8 @@ def evaluate(backend: Backend, images: np.ndarray, labels: np.ndarray, batch: in
     recall = np.divide(tp, confusion.sum(1), out=np.zeros_like(tp), where=confusion.sum(1) > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return Evaluation(float((pred == labels).mean()), confusion, precision, recall, f1, pred, scores, disagreement)
+    return Evaluation(float((pred == labels).mean()), confusion, precision, recall, f1, pred, scores, disagreement,
+                      labels)
 
 
 def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: int | None = None,
