@@ -22,8 +22,10 @@ REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k t
 PHOTO_INPUTS_FILE = "photo_val_inputs.npz"  # the validation photos' 28x28 inputs the photo threshold was set on
 
 
-def file_entry(fmt: Format, sha256: str, size: int, report: ParityReport, tolerance: Tolerance) -> dict:
-    """One model's record, with the hash and size of the bytes that passed parity."""
+def file_entry(fmt: Format, sha256: str, size: int, report: ParityReport, tolerance: Tolerance,
+               unsure: dict | None = None) -> dict:
+    """One model's record, with the hash and size of the bytes that passed parity, and its own
+    "unsure" threshold (None: not calibrated; classify then flags nothing and says why)."""
     return {
         "name": fmt.name,
         "file": fmt.filename,
@@ -37,6 +39,8 @@ def file_entry(fmt: Format, sha256: str, size: int, report: ParityReport, tolera
         # For int8 the score gap is reported but not bounded: quantized logits move by design.
         "max_abs_diff": float(f"{report.max_abs_diff:.3e}"),
         "checked": asdict(tolerance),
+        "unsure_threshold": unsure["threshold"] if unsure else None,
+        "unsure_calibration": unsure,
     }
 
 

@@ -34,7 +34,7 @@ from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metada
 from fmnist_edge.export.publish import check_room, publish, remove_leftovers, staging_folder
 from fmnist_edge.runtime.backends import load_backend, run_batched
 from fmnist_edge.runtime.errors import ModelError
-from fmnist_edge.runtime.formats import EXPORTED, Format, by_name
+from fmnist_edge.runtime.formats import DEFAULT_FORMAT, EXPORTED, Format, by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE
 from fmnist_edge.train import data as fmnist_data
 
@@ -153,10 +153,10 @@ def _export_into(staging: Path, model_path: Path, out_dir: Path, todo: list[Form
         staged.append(_convert_and_check(fmt, convert_to, staging, test, reference, options, log))
     unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, staging)
     _stage_derived(staging, staged, test, reference)
-    entries = [file_entry(fmt, digest, size, report, options.tolerance(fmt.precision))
+    entries = [file_entry(fmt, digest, size, report, options.tolerance(fmt.precision), unsure.get(fmt.filename))
                for fmt, digest, size, report in staged]
     manifest = build_manifest(out_dir, staging, model_path, keras_accuracy, entries, options,
-                              data_sha256=ds.sha256, unsure=unsure)
+                              data_sha256=ds.sha256, unsure=unsure.get(by_name(DEFAULT_FORMAT).filename))
     step(f"publishing {len(staged)} models and {MANIFEST_FILE} in {out_dir}")
     log(f"done in {time.time() - started:.0f}s")
     return manifest
@@ -247,53 +247,55 @@ def _stage_derived(staging: Path, staged: list[Staged], test: LabelledImages, re
 
 
 def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Callable[[str], None],
-                      photos: Path | None, stage: Path) -> dict | None:
-    """Calibrate on the validation split the model was selected on, rebuilt from its training record.
+                      photos: Path | None, stage: Path) -> dict[str, dict]:
+    """Each exported model's own "unsure" calibration, by file name: on the validation split the model
+    was selected on (rebuilt from its training record) and, with `photos`, on the validation photos.
 
-    Without the record that split is unknown, and calibrating on images the model trained on would
-    set the threshold too low; the manifest then records none and the runtime uses its default.
+    Every model gets its own threshold because their probabilities differ a little (int8 against
+    float, TFLite against ONNX kernels), and the runtime applies the threshold of the model it runs.
+    Without the training record the split is unknown, and calibrating on images the model trained
+    on would set the threshold too low: no model then gets a threshold, and classify says so.
     """
     import json
 
-    from fmnist_edge.export.calibrate import unsure_threshold
+    from fmnist_edge.export.calibrate import combined, photo_unsure_threshold, unsure_threshold
     from fmnist_edge.runtime.classifier import mirror_averaged
-    from fmnist_edge.runtime.formats import DEFAULT_FORMAT
     from fmnist_edge.train.train import TrainConfig, split
 
-    if not any(fmt.name == DEFAULT_FORMAT for fmt, *_ in staged):
-        return None
-    staged_default = stage / by_name(DEFAULT_FORMAT).filename
     record = model_path.parent / TRAINING_RECORD
     if not record.is_file():
         log(f"    no training record ({record.name}) beside the model: the unsure threshold is not calibrated")
-        return None
+        return {}
     try:
         saved = json.loads(record.read_text(encoding="utf-8"))["config"]
         config = TrainConfig(seed=int(saved["seed"]), val_size=int(saved["val_size"]), subset=saved.get("subset"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{record}: unreadable training record ({type(exc).__name__}: {exc})") from None
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
-    backend = load_backend(staged_default)
-    probs = mirror_averaged(backend.run, val_x[..., None], 500)  # what classify's confidence is
-    unsure = unsure_threshold(probs, val_y)
-    log(f"    unsure threshold {unsure['threshold']:.3f} (flags {100 * unsure['flagged_fraction']:.1f}% "
-        f"of validation images; accuracy {100 * (unsure['accuracy_flagged'] or 0):.1f}% flagged vs "
-        f"{100 * (unsure['accuracy_not_flagged'] or 0):.1f}% not)")
-    if photos is None:
-        return unsure
-    from fmnist_edge.export.calibrate import combined, photo_unsure_threshold
-    from fmnist_edge.train.photos import VAL_SPLIT, load_split
+    val_photos = None
+    if photos is not None:
+        from fmnist_edge.train.photos import VAL_SPLIT, load_split
 
-    val_photos = load_split(photos, VAL_SPLIT, log)
-    with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:  # the inputs the photo threshold was set on, so a
-        np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,  # test can recompute it
-                            files=np.array(val_photos.files))
-    on_photos = photo_unsure_threshold(mirror_averaged(backend.run, val_photos.images[..., None], 500),
-                                       val_photos.labels)
-    log(f"    photo threshold {on_photos['threshold']:.3f} (flags {100 * on_photos['flagged_fraction']:.1f}% of "
-        f"{on_photos['validation_photos']} validation photos; {100 * (on_photos['accuracy_not_flagged'] or 0):.1f}% "
-        "of the rest right)")
-    return combined(unsure, on_photos)
+        val_photos = load_split(photos, VAL_SPLIT, log)
+        with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:  # the inputs the photo threshold was set on, so
+            np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,  # a test can recompute it
+                                files=np.array(val_photos.files))
+    calibrations = {}
+    for fmt, *_ in staged:
+        backend = load_backend(stage / fmt.filename)
+        on_dataset = unsure_threshold(mirror_averaged(backend.run, val_x[..., None], 500), val_y)
+        on_photos = None
+        if val_photos is not None:
+            on_photos = photo_unsure_threshold(mirror_averaged(backend.run, val_photos.images[..., None], 500),
+                                               val_photos.labels)
+        calibrations[fmt.filename] = combined(on_dataset, on_photos)
+        photo_part = ("" if on_photos is None else
+                      f"; photos {on_photos['threshold']:.3f}, flags {100 * on_photos['flagged_fraction']:.1f}% of "
+                      f"{on_photos['validation_photos']}, {100 * (on_photos['accuracy_not_flagged'] or 0):.1f}% "
+                      "of the rest right")
+        log(f"    {fmt.name}: unsure threshold {calibrations[fmt.filename]['threshold']:.3f} (dataset "
+            f"{on_dataset['threshold']:.3f}, flags {100 * on_dataset['flagged_fraction']:.1f}%{photo_part})")
+    return calibrations
 
 
 class _Steps:

@@ -118,6 +118,16 @@ class OnnxBackend:
         self._input, self._path = inputs[0].name, Path(path)
         self._dtype = np.dtype(_ONNX_TYPES[inputs[0].type])
 
+    def metadata(self) -> dict[str, object]:
+        """The metadata export embedded, from the session already open (a second session costs a load)."""
+        import json
+
+        from fmnist_edge.runtime.model_info import METADATA_KEY
+
+        props = self._session.get_modelmeta().custom_metadata_map
+        with reraise_as(ModelError, f"{self._path}: unreadable model metadata", ValueError):
+            return json.loads(props[METADATA_KEY]) if METADATA_KEY in props else {}
+
     def run(self, pixels: np.ndarray) -> np.ndarray:
         with reraise_as(ModelError, f"{self._path.name}: the interpreter failed", Exception):
             scores = self._session.run(None, {self._input: pixels.astype(self._dtype)})[0]

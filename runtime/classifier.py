@@ -15,6 +15,7 @@ from fmnist_edge.runtime.backends import Backend, load_backend
 from fmnist_edge.runtime.contract import NON_FINITE, finite_rows
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import default_format
+from fmnist_edge.runtime.model_info import check_contract, read_metadata
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import CLASS_NAMES, IMAGE_SIZE
 
@@ -136,7 +137,9 @@ class Classifier:
         if hashed is not None and manifests.identity(path) != hashed:
             # Replaced between the hash and the load: what the interpreter read is not what was verified.
             raise ModelError(f"{path}: replaced while it was being loaded (an export publishing?); run it again")
-        calibrated = (manifest or {}).get("unsure_threshold")  # None when export skipped int8 calibration
+        own = getattr(self.backend, "metadata", None)  # ONNX: read from the open session
+        check_contract(path, own() if own is not None else read_metadata(path))
+        calibrated = _own_threshold(manifest, path.name)
         self.unsure_threshold: float | None = float(calibrated) if calibrated is not None else None
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -185,3 +188,12 @@ class Classifier:
             return []
         pixels = np.stack([preprocess(item) for item in items])
         return self.to_predictions(self.predict(pixels))
+
+
+def _own_threshold(manifest: dict | None, name: str) -> float | None:
+    """The model's own calibrated threshold from its manifest entry; the folder's for manifests
+    written before each model had one; None when there is no manifest or no calibration."""
+    if manifest is None:
+        return None
+    entry = next((m for m in manifest.get("models", []) if m.get("file") == name), {})
+    return entry["unsure_threshold"] if "unsure_threshold" in entry else manifest.get("unsure_threshold")

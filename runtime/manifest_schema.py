@@ -61,6 +61,8 @@ def check_manifest(document: object, path: Path) -> None:
             fail(f"models[{i}].size_bytes must be a non-negative integer")
         if entry.get("max_abs_diff") is not None and not _is_finite(entry["max_abs_diff"], low=0.0):
             fail(f"models[{i}].max_abs_diff must be a finite number >= 0 or null")
+        if entry.get("unsure_threshold") is not None and not _is_finite(entry["unsure_threshold"], low=0.0, high=1.0):
+            fail(f"models[{i}].unsure_threshold must be null or a number from 0 to 1")
     default = document.get("default_model")
     if default is not None and (not is_plain_name(default) or default not in seen):
         fail("`default_model` must be null or the plain name of a file listed in `models`")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fmnist_edge.runtime.errors import ModelError, reraise_as
 from fmnist_edge.runtime.formats import kind_of
+from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 
 METADATA_KEY = "fmnist_edge"
 
@@ -26,15 +27,33 @@ def read_metadata(path: Path) -> dict[str, object]:
 
 
 def _tflite_metadata(data: bytes) -> dict[str, object]:
-    from ai_edge_litert import schema_py_generated as schema
+    from fmnist_edge.runtime.tflite_reader import read_named_metadata
 
-    model = schema.Model.GetRootAs(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() and entry.Name().decode() == METADATA_KEY:
-            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return json.loads(bytes(raw).decode("utf-8"))
-    return {}
+    raw = read_named_metadata(data, METADATA_KEY)
+    return {} if raw is None else json.loads(raw.decode("utf-8"))
+
+
+def check_contract(path: Path, metadata: dict[str, object]) -> None:
+    """Refuse, in one line, a model made for another contract than this runtime's: other labels, another
+    input (shape, pixel range, normalization) or another photo preprocessing. A model that carries no
+    metadata (not exported by fmnist-edge) is judged by its tensor shapes alone, at load."""
+    if not metadata:
+        return
+    expected = input_contract()
+    problems = []
+    if metadata.get("labels") not in (None, list(CLASS_NAMES)):
+        problems.append(f"labels {metadata.get('labels')} are not this runtime's ten classes")
+    version = metadata.get("preprocess_version")
+    if version is not None and version != PREPROCESS_VERSION:
+        problems.append(f"it was made for photo preprocessing version {version}, this runtime has "
+                        f"{PREPROCESS_VERSION} (install the fmnist-edge version that exported it)")
+    given = metadata.get("input")
+    if isinstance(given, dict):
+        for key in ("layout", "shape", "pixel_range", "mean", "std"):
+            if key in given and given[key] != expected[key]:
+                problems.append(f"input {key} {given[key]} differs from this runtime's {expected[key]}")
+    if problems:
+        raise ModelError(f"{path}: cannot be run by this runtime: {'; '.join(problems)}")
 
 
 def _onnx_metadata(path: Path) -> dict[str, object]:

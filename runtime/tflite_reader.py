@@ -137,6 +137,33 @@ class _Reader:
         return self.data[start : start + n].decode("utf-8", errors="replace")
 
 
+MODEL_METADATA, METADATA_NAME, METADATA_BUFFER = 6, 0, 1
+
+
+def read_named_metadata(data: bytes, name: str) -> bytes | None:
+    """The bytes of the metadata entry called `name` (where export writes its JSON), or None.
+
+    Pure Python, so every runtime reads a model's contract the same way, whichever interpreter
+    (or none) is installed.
+    """
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise ModelError("not a TFLite model (no TFL3 identifier)")
+    r = _Reader(data)
+    try:
+        root = int(r._unpack("I", 0))
+        buffers = r.tables(root, MODEL_BUFFERS)
+        for entry in r.tables(root, MODEL_METADATA):
+            if r.string(entry, METADATA_NAME) == name:
+                index = int(r.scalar(entry, METADATA_BUFFER, "I", 0))
+                if index >= len(buffers):
+                    raise ModelError(f"metadata {name!r} names buffer {index} of {len(buffers)}")
+                start, size = r.vector(buffers[index], BUFFER_DATA)
+                return bytes(data[start : start + size])
+    except struct.error as exc:
+        raise ModelError(f"corrupt TFLite flatbuffer ({exc})") from None
+    return None
+
+
 def read_graph(path: Path) -> Graph:
     """The model's only subgraph, every op checked against what the numpy backend can run.
 
