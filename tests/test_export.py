@@ -106,6 +106,8 @@ def test_unsure_threshold_is_calibrated_on_classifys_own_probabilities() -> None
     calibration = combined(on_dataset, on_photos)
     assert calibration == MANIFEST["unsure_calibration"]
     assert MANIFEST["unsure_threshold"] == calibration["threshold"]
+    default_entry = next(m for m in MANIFEST["models"] if m["file"] == MANIFEST["default_model"])
+    assert default_entry["unsure_calibration"] == calibration  # the folder's threshold is the default model's own
 
 
 def test_photo_threshold_flags_as_few_as_the_target_allows() -> None:

@@ -349,3 +349,25 @@ def test_a_foreign_error_becomes_ours_in_one_line_even_with_an_empty_message(
         raise foreign
     assert str(caught.value) == f"m.tflite: not a valid model ({shown})"
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_each_model_runs_with_its_own_calibrated_threshold() -> None:
+    manifest = load_manifest(bundled_dir())
+    for entry in manifest["models"]:
+        classifier = Classifier(bundled_dir() / entry["file"])
+        assert entry["unsure_threshold"] is not None
+        assert classifier.unsure_threshold == entry["unsure_threshold"]
+
+
+def test_a_model_made_for_another_preprocessing_is_refused_in_one_line(tmp_path: Path) -> None:
+    data = (bundled_dir() / "fmnist_cnn_fp32.tflite").read_bytes()
+    assert data.count(b'"preprocess_version": 2') == 2  # in the metadata's input contract and at its top level
+    other = tmp_path / "other.tflite"
+    other.write_bytes(data.replace(b'"preprocess_version": 2', b'"preprocess_version": 9'))
+    with pytest.raises(ModelError, match="preprocessing version 9, this runtime has 2"):
+        Classifier(other)
+    image = Path(__file__).resolve().parent.parent / "examples" / "test_0000_ankle_boot.png"
+    result = subprocess.run([sys.executable, "-m", "fmnist_edge", "classify", "--model", str(other), str(image)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "preprocessing version 9" in result.stderr
