@@ -25,13 +25,14 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         # mkstemp creates 0600; give the artifact the mode a plain open() would (0666 minus umask).
         os.chmod(tmp, 0o666 & ~_umask())
-        _fsync(tmp)  # the bytes reach the disk before the name does: a power cut leaves old or new
+        fsync_file(tmp)  # the bytes reach the disk before the name does: a power cut leaves old or new
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to the disk, so a rename that follows never publishes a hole."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from fmnist_edge.common.atomic import fsync_file as _fsync
 from fmnist_edge.common.atomic import write_text_atomic
 from fmnist_edge.common.errors import ExportError
 from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE
@@ -181,14 +182,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -159,7 +159,7 @@ def new_export(staging: Path, old: dict) -> dict:
     entry["sha256"], entry["size_bytes"] = sha256_file(staging / INT8), (staging / INT8).stat().st_size
     manifest["models"] = [m for m in manifest["models"] if m["file"] != ONNX_FP32]  # stale: to be removed
     manifest["golden"] = None  # recorded from the old int8 model
-    manifest["unsure_threshold"] = 0.25  # tells old from new
+    manifest["unsure_threshold"] = entry["unsure_threshold"] = 0.25  # tells old from new
     return manifest
 
 
@@ -180,7 +180,7 @@ STEPS = [f"moved {INT8}", "manifest A", f"linked {INT8}", "manifest B", "cleaned
 
 def assert_complete(folder: Path) -> dict:
     """The manifest passes the schema and every file it lists is there with its hash; classify
-    trusts the default model and answers with the manifest's threshold."""
+    trusts the default model and answers with its threshold (the folder's is the default model's)."""
     manifest = load_manifest(folder)
     records = manifest["models"] + [manifest[k] for k in ("golden", "reference_logits") if manifest.get(k)]
     for entry in records:
