@@ -24,7 +24,7 @@ from fmnist_edge.app import app
 from fmnist_edge.common.lock import LOCK_FILE, FolderLock
 from fmnist_edge.runtime import Classifier, ModelError
 from fmnist_edge.runtime.formats import by_name
-from fmnist_edge.runtime.manifest import MANIFEST_FILE, bundled_dir, load_manifest, sha256_file
+from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
 
 INT8 = by_name("tflite-int8").filename
 ONNX_FP32 = by_name("onnx-fp32").filename
@@ -140,20 +140,26 @@ def test_a_second_export_into_a_locked_out_refuses_and_a_killed_holder_releases_
 # --- publishing: a kill at any step leaves one complete export ----------------------------------------
 
 
+# The checkout's export, which has every file the manifest lists; the installed package has only
+# what the device needs (no reference logits, no photo inputs).
+CHECKOUT_ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
 def old_export(folder: Path) -> dict:
-    """The bundled export, copied: what --out held before."""
+    """The shipped export, copied: what --out held before."""
     folder.mkdir()
-    manifest = load_manifest(bundled_dir())
-    for entry in manifest["models"] + [manifest["golden"], manifest["reference_logits"]]:
-        shutil.copy(bundled_dir() / entry["file"], folder)
-    shutil.copy(bundled_dir() / MANIFEST_FILE, folder)
+    manifest = load_manifest(CHECKOUT_ARTIFACTS)
+    records = [manifest[key] for key in ("golden", "reference_logits", "photo_val_inputs") if manifest.get(key)]
+    for entry in manifest["models"] + records:
+        shutil.copy(CHECKOUT_ARTIFACTS / entry["file"], folder)
+    shutil.copy(CHECKOUT_ARTIFACTS / MANIFEST_FILE, folder)
     return manifest
 
 
 def new_export(staging: Path, old: dict) -> dict:
     """A new export of the int8 model (the float model's bytes stand in for it), dropping the float ONNX."""
     staging.mkdir()
-    shutil.copy(bundled_dir() / by_name("tflite-fp32").filename, staging / INT8)
+    shutil.copy(CHECKOUT_ARTIFACTS / by_name("tflite-fp32").filename, staging / INT8)
     manifest = json.loads(json.dumps(old))
     entry = next(m for m in manifest["models"] if m["file"] == INT8)
     entry["sha256"], entry["size_bytes"] = sha256_file(staging / INT8), (staging / INT8).stat().st_size
