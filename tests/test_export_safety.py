@@ -226,7 +226,8 @@ def test_a_kill_at_any_step_of_publishing_leaves_one_complete_export(kill_at: st
     final = assert_complete(out)
     assert final["unsure_threshold"] == new["unsure_threshold"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [LOCK_FILE, MANIFEST_FILE, *(m["file"] for m in new["models"]), new["reference_logits"]["file"]]
+        [LOCK_FILE, MANIFEST_FILE, *(m["file"] for m in new["models"]),
+         *(new[key]["file"] for key in ("reference_logits", "photo_val_inputs") if new.get(key))]
     ), "stale files (the float ONNX, the old golden data), content-addressed copies, staging: all gone"
 
 

@@ -121,7 +121,11 @@ def test_a_manifest_without_a_threshold_flags_nothing_rather_than_guessing(tmp_p
     folder = tmp_path / "export"
     folder.mkdir()
     shutil.copy(bundled_dir() / MODEL, folder)
-    (folder / MANIFEST_FILE).write_bytes(edited(_set("unsure_threshold", None)))
+    def no_threshold(d: dict) -> None:  # neither the folder's nor the model's own
+        d["unsure_threshold"] = None
+        next(m for m in d["models"] if m["file"] == MODEL)["unsure_threshold"] = None
+
+    (folder / MANIFEST_FILE).write_bytes(edited(no_threshold))
     result = invoke("classify", "--json", "--model", folder / MODEL, garment(tmp_path / "x.png"))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["unsure"] is None
