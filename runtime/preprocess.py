@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from fmnist_edge.runtime.errors import ImageError
 from fmnist_edge.runtime.spec import IMAGE_SIZE
 
+EXIF_ORIENTATION = 0x0112  # the tag's number: PIL.ExifTags.Base names it only from Pillow 9.3 on
 MAX_PIXELS = 64_000_000  # refuse larger declared sizes before decoding (decompression bombs)
 MIN_SIDE = 8  # px; below this there is no garment to see
 MAX_ASPECT = 16.0  # a 4000x8 strip is not a photo of one item
@@ -91,7 +92,7 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
             if image.format == "JPEG" and max(width, height) > 4 * WORK_SIZE:
                 image.draft("RGB", (2 * WORK_SIZE, 2 * WORK_SIZE))  # decode big JPEGs at reduced scale
             try:  # read before reducing: a TIFF keeps it in tags that the reduced copy does not carry
-                orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+                orientation = image.getexif().get(EXIF_ORIENTATION, 1)
             except Exception as exc:
                 raise ImageError(f"{shown}: cannot read its EXIF orientation ({_reason(exc)})") from None
             image = _reduce(image)
