@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import garment, invoke
 from PIL import Image
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from fmnist_edge.app import app
 from fmnist_edge.runtime.golden import load_golden
 
 FOLDER_SIZE = 3000  # enough that a run lasts well past its first line on a busy 2-core machine
@@ -42,17 +42,7 @@ def start(*args: str, env: dict | None = None, **kwargs: object) -> subprocess.P
 
 
 def classify(*args: object) -> Result:
-    result = CliRunner().invoke(app, ["classify", *map(str, args)])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def garment(path: Path) -> Path:
-    pixels = np.zeros((28, 28), np.uint8)
-    pixels[5:23, 8:20] = 200
-    Image.fromarray(pixels).save(path)
-    return path
+    return invoke("classify", *args)
 
 
 # --- streaming, signals and the closed pipe -------------------------------------------------------

@@ -14,11 +14,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FileServer, Quiet
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
@@ -86,23 +87,6 @@ def deadline() -> Iterator[None]:
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
-
-
-class Quiet:
-    """Mixin: keep the server's request log out of the test output."""
-
-    timeout = 10  # seconds: a handler waiting on a silent client gives up instead of hanging
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class FileServer(Quiet, SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def do_GET(self) -> None:
-        self.requests.append(self.path.lstrip("/"))
-        super().do_GET()
 
 
 class HangsUpHalfway(Quiet, BaseHTTPRequestHandler):

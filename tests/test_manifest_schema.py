@@ -12,32 +12,15 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
-from typer.testing import CliRunner, Result
+from helpers import garment, invoke
 
-from fmnist_edge.app import app
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, bundled_dir, load_manifest
 from fmnist_edge.runtime.manifest_schema import MAX_MANIFEST_BYTES
 
 MODEL = by_name("tflite-int8").filename
 GOOD = json.loads((bundled_dir() / MANIFEST_FILE).read_text(encoding="utf-8"))
-
-
-def invoke(*args: object) -> Result:
-    result = CliRunner().invoke(app, [*map(str, args)])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def garment(path: Path) -> Path:
-    pixels = np.zeros((28, 28), np.uint8)
-    pixels[5:23, 8:20] = 200
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 def edited(change: Callable[[dict], object]) -> bytes:

@@ -12,22 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
+from helpers import garment, invoke
 
-from fmnist_edge.app import app
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.backends import load_backend
 from fmnist_edge.runtime.contract import check_io
 from fmnist_edge.runtime.errors import ModelError, UsageError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import bundled_dir
-
-
-def invoke(*args: object) -> Result:
-    result = CliRunner().invoke(app, [*map(str, args)])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a traceback must fail the test, not pass as exit 1
-    return result
 
 
 def lines(text: str) -> list[str]:
@@ -72,15 +64,6 @@ def onnx_model(path: Path, *, inputs: int = 1, out_shape: tuple = ("N", 10), in_
     return path
 
 
-def a_garment(path: Path) -> Path:
-    from PIL import Image
-
-    pixels = np.zeros((28, 28), np.uint8)
-    pixels[5:23, 8:20] = 200
-    Image.fromarray(pixels).save(path)
-    return path
-
-
 # --- the load check -------------------------------------------------------------------------------
 
 BROKEN_CONTRACTS = {
@@ -96,7 +79,7 @@ BROKEN_CONTRACTS = {
 def test_a_model_that_breaks_the_contract_is_refused_at_load_with_exit_2(case: str, tmp_path: Path) -> None:
     options, words = BROKEN_CONTRACTS[case]
     model = onnx_model(tmp_path / f"{case}.onnx", **options)
-    result = invoke("classify", "--model", model, a_garment(tmp_path / "x.png"))
+    result = invoke("classify", "--model", model, garment(tmp_path / "x.png"))
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     (line,) = lines(result.stderr)
@@ -136,7 +119,7 @@ def test_the_contract_check_every_backend_calls(inputs: list, outputs: list, wor
 
 def test_nan_scores_are_an_error_for_each_input_never_an_answer(tmp_path: Path) -> None:
     model = onnx_model(tmp_path / "nan.onnx", weight=float("nan"))
-    images = [a_garment(tmp_path / "a.png"), a_garment(tmp_path / "b.png")]
+    images = [garment(tmp_path / "a.png"), garment(tmp_path / "b.png")]
     result = invoke("classify", "--json", "--model", model, *images)
     assert result.exit_code == 1, result.output
     objects = [json.loads(line) for line in result.stdout.splitlines()]  # strict JSON: no NaN anywhere
@@ -156,7 +139,7 @@ def test_the_library_refuses_to_turn_nan_into_a_prediction(tmp_path: Path) -> No
 
     classifier = Classifier(onnx_model(tmp_path / "nan.onnx", weight=float("nan")))
     with pytest.raises(ModelError, match="non-finite"):
-        classifier.classify(a_garment(tmp_path / "a.png"))
+        classifier.classify(garment(tmp_path / "a.png"))
 
 
 # --- interpreter errors and threads ---------------------------------------------------------------
@@ -177,7 +160,7 @@ def test_an_interpreter_error_in_allocate_tensors_is_a_model_error_exit_2(
 
     monkeypatch.setattr(interpreter, "allocate_tensors", fail)
     model = bundled_dir() / by_name("tflite-int8").filename
-    result = invoke("classify", "--model", model, "--backend", row.name, a_garment(tmp_path / "x.png"))
+    result = invoke("classify", "--model", model, "--backend", row.name, garment(tmp_path / "x.png"))
     assert result.exit_code == 2, result.output
     (line,) = lines(result.stderr)
     assert "cannot prepare the model" in line and "bad allocation" in line and "context" not in line, line
@@ -187,7 +170,7 @@ def test_an_interpreter_error_in_allocate_tensors_is_a_model_error_exit_2(
 @pytest.mark.parametrize("command", ["classify", "selftest", "evaluate-photos"])
 def test_threads_out_of_range_is_a_usage_error(command: str, threads: str, tmp_path: Path) -> None:
     args = [command, "--threads", threads]
-    args += [str(a_garment(tmp_path / "x.png"))] if command == "classify" else []
+    args += [str(garment(tmp_path / "x.png"))] if command == "classify" else []
     args += [str(tmp_path)] if command == "evaluate-photos" else []
     result = invoke(*args)
     assert result.exit_code == 2, result.output

@@ -17,10 +17,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from helpers import FileServer, Quiet
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -119,21 +120,6 @@ def origin(tmp_path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
     return root
-
-
-class Quiet:
-    timeout = 10  # seconds: a handler waiting on a silent client gives up instead of hanging
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class FileServer(Quiet, SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def do_GET(self) -> None:
-        self.requests.append(self.path.lstrip("/"))
-        super().do_GET()
 
 
 class HangsUpHalfway(Quiet, BaseHTTPRequestHandler):
