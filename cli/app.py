@@ -350,14 +350,17 @@ def evaluate(
 
 
 def _print_unsure_share(model: Path, result) -> None:
-    """How many test answers classify would flag at the manifest's threshold (mirror-averaged scores
-    are classify's probabilities), and how often the rest are right."""
+    """How many test answers classify would flag at the model's own threshold (mirror-averaged scores
+    are classify's probabilities), and how often the rest are right. A .keras model has no
+    threshold of its own: the folder's, calibrated on the exported default model, stands in."""
+    from fmnist_edge.runtime.classifier import own_threshold
     from fmnist_edge.runtime.manifest import manifest_beside
+    from fmnist_edge.runtime.model_info import read_metadata
 
     try:
-        threshold = (manifest_beside(model) or {}).get("unsure_threshold")
+        threshold = own_threshold(read_metadata(model), manifest_beside(model), model.name)
     except FmnistEdgeError:
-        return  # evaluation does not depend on the manifest; classify would refuse it with its own line
+        return  # evaluation does not depend on the threshold; classify would refuse the model with its own line
     if threshold is None:
         return
     confidence = result.scores.max(1)
@@ -365,7 +368,7 @@ def _print_unsure_share(model: Path, result) -> None:
     correct = result.predictions == result.labels
     rest = f"{100 * correct[~flagged].mean():.1f}%" if (~flagged).any() else "-"
     of_flagged = f"{100 * correct[flagged].mean():.1f}%" if flagged.any() else "-"
-    typer.echo(f"  unsure at the manifest's threshold {threshold:.3f}: {100 * flagged.mean():.1f}% flagged "
+    typer.echo(f"  unsure at the model's threshold {threshold:.3f}: {100 * flagged.mean():.1f}% flagged "
                f"({of_flagged} of them right), {rest} of the rest right")
 
 

@@ -8,7 +8,8 @@ Order of work, so that a failure or a kill leaves the previous export complete a
      bytes as they are written;
   3. run each through the runtime's own backend on the 10k test images and check parity
      against the Keras model's scores; the hash recorded is of those very bytes;
-  4. only when all pass, derive the rest (unsure threshold, golden data, reference scores) in
+  4. only when all pass, derive the rest (unsure thresholds, written into each model's own
+     metadata and checked to leave its scores unchanged; golden data; reference scores) in
      staging, then publish (export/publish.py): the manifest is the commit point, so at every
      instant the folder is the old export or the new one, each complete.
 """
@@ -30,7 +31,7 @@ from fmnist_edge.common.lock import FolderLock
 from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
 from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry
-from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata
+from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata, set_metadata
 from fmnist_edge.export.publish import check_room, publish, remove_leftovers, staging_folder
 from fmnist_edge.runtime.backends import load_backend, run_batched
 from fmnist_edge.runtime.errors import ModelError
@@ -152,9 +153,10 @@ def _export_into(staging: Path, model_path: Path, out_dir: Path, todo: list[Form
         step(f"converting {fmt.name}")
         staged.append(_convert_and_check(fmt, convert_to, staging, test, reference, options, log))
     unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, staging)
+    staged = [_embed_threshold(model, unsure.get(model.fmt.filename), staging, test, options) for model in staged]
     _stage_derived(staging, staged, test, reference)
-    entries = [file_entry(fmt, digest, size, report, options.tolerance(fmt.precision), unsure.get(fmt.filename))
-               for fmt, digest, size, report in staged]
+    entries = [file_entry(m.fmt, m.sha256, m.size, m.report, options.tolerance(m.fmt.precision),
+                          unsure.get(m.fmt.filename)) for m in staged]
     manifest = build_manifest(out_dir, staging, model_path, keras_accuracy, entries, options,
                               data_sha256=ds.sha256, unsure=unsure.get(by_name(DEFAULT_FORMAT).filename))
     step(f"publishing {len(staged)} models and {MANIFEST_FILE} in {out_dir}")
@@ -168,9 +170,16 @@ class LabelledImages:
     labels: np.ndarray
 
 
-# A converted model in the staging folder: its format, the SHA-256 and size of the bytes that passed
-# parity (hashed as written, not re-read from disk later), and its parity report.
-Staged = tuple[Format, str, int, parity.ParityReport]
+@dataclass(frozen=True)
+class Staged:
+    """A converted model in the staging folder: the SHA-256 and size of the bytes that passed parity
+    (hashed as written, not re-read from disk later), its parity report and the scores it gave."""
+
+    fmt: Format
+    sha256: str
+    size: int
+    report: parity.ParityReport
+    scores: np.ndarray
 
 
 def _refuse_existing(out_dir: Path, todo: list[Format], force: bool) -> None:
@@ -234,13 +243,28 @@ def _convert_and_check(
     report = parity.compare(fmt.name, scores, reference, test.labels, options.tolerance(fmt.precision))
     log(f"    {report.summary()}  [{time.time() - t0:.0f}s, {len(blob) / 1024:.0f} KiB]")
     parity.require(report)
-    return fmt, hashlib.sha256(blob).hexdigest(), len(blob), report
+    return Staged(fmt, hashlib.sha256(blob).hexdigest(), len(blob), report, scores)
+
+
+def _embed_threshold(model: Staged, unsure: dict | None, staging: Path, test: LabelledImages,
+                     options: ExportOptions) -> Staged:
+    """Write the model's own unsure threshold into its metadata, so that a model copied without its
+    manifest still flags what it should. The rewritten bytes must give the very scores that passed
+    parity (metadata never reaches the graph); the hash is of the rewritten bytes."""
+    threshold = unsure["threshold"] if unsure else None
+    path = staging / model.fmt.filename
+    blob = set_metadata(path.read_bytes(), model.fmt.kind, model_metadata(model.fmt.precision, threshold))
+    path.write_bytes(blob)
+    scores = run_batched(load_backend(path, threads=None).run, test.pixels, options.batch_size)
+    if not np.array_equal(scores, model.scores):
+        raise ExportError(f"{model.fmt.name}: writing the unsure threshold into the model changed its scores")
+    return Staged(model.fmt, hashlib.sha256(blob).hexdigest(), len(blob), model.report, scores)
 
 
 def _stage_derived(staging: Path, staged: list[Staged], test: LabelledImages, reference: np.ndarray) -> None:
     """Write the golden data (when the default model was exported) and the Keras reference scores
     beside the staged models."""
-    if any(fmt.name == GOLDEN_FORMAT for fmt, *_ in staged):
+    if any(m.fmt.name == GOLDEN_FORMAT for m in staged):
         write_golden(staging, test.pixels[..., 0], test.labels, staging / by_name(GOLDEN_FORMAT).filename)
     with (staging / REFERENCE_FILE).open("wb") as fh:
         np.savez_compressed(fh, logits=reference.astype(np.float32), labels=test.labels)
@@ -281,7 +305,7 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
             np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,  # a test can recompute it
                                 files=np.array(val_photos.files))
     calibrations = {}
-    for fmt, *_ in staged:
+    for fmt in (m.fmt for m in staged):
         backend = load_backend(stage / fmt.filename)
         on_dataset = unsure_threshold(mirror_averaged(backend.run, val_x[..., None], 500), val_y)
         on_photos = None

@@ -103,9 +103,10 @@ class Classifier:
     there with the same SHA-256, so a corrupted, swapped or left-over file is refused rather than
     silently trusted; an unreadable or malformed manifest is refused too. A model in a folder
     without a manifest runs only when named, as an unverified model (`verified` False, which the
-    CLI warns about), and its answers carry no unsure flag (`unsure` None): a threshold is
-    calibrated for one model on its own validation images, so any number guessed for another
-    model would flag or vouch for answers at random.
+    CLI warns about). The unsure threshold is the model's own, read from its metadata (see
+    `own_threshold`); a model that carries none gives answers with no unsure flag (`unsure` None):
+    a threshold is calibrated for one model on its own validation images, so any number guessed
+    for another model would flag or vouch for answers at random.
     """
 
     def __init__(
@@ -138,8 +139,9 @@ class Classifier:
             # Replaced between the hash and the load: what the interpreter read is not what was verified.
             raise ModelError(f"{path}: replaced while it was being loaded (an export publishing?); run it again")
         own = getattr(self.backend, "metadata", None)  # ONNX: read from the open session
-        check_contract(path, own() if own is not None else read_metadata(path))
-        calibrated = _own_threshold(manifest, path.name)
+        metadata = own() if own is not None else read_metadata(path)
+        check_contract(path, metadata)
+        calibrated = own_threshold(metadata, manifest, path.name)
         self.unsure_threshold: float | None = float(calibrated) if calibrated is not None else None
 
     def predict(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -190,9 +192,12 @@ class Classifier:
         return self.to_predictions(self.predict(pixels))
 
 
-def _own_threshold(manifest: dict | None, name: str) -> float | None:
-    """The model's own calibrated threshold from its manifest entry; the folder's for manifests
-    written before each model had one; None when there is no manifest or no calibration."""
+def own_threshold(metadata: dict[str, object], manifest: dict | None, name: str) -> float | None:
+    """The threshold the model was calibrated with. Its metadata carries it, so it travels with the
+    file (None there: not calibrated). Models exported before that fall back to their manifest
+    entry, then to the folder's value; None when there is no manifest or no calibration."""
+    if "unsure_threshold" in metadata:
+        return metadata["unsure_threshold"]  # type: ignore[return-value]  # check_contract vetted it
     if manifest is None:
         return None
     entry = next((m for m in manifest.get("models", []) if m.get("file") == name), {})

@@ -59,15 +59,15 @@ def check_manifest(document: object, path: Path) -> None:
                 fail(f"models[{i}].{key} must be a string")
         if "size_bytes" in entry and (not _is_int(entry["size_bytes"]) or entry["size_bytes"] < 0):
             fail(f"models[{i}].size_bytes must be a non-negative integer")
-        if entry.get("max_abs_diff") is not None and not _is_finite(entry["max_abs_diff"], low=0.0):
+        if entry.get("max_abs_diff") is not None and not is_number_in(entry["max_abs_diff"], low=0.0):
             fail(f"models[{i}].max_abs_diff must be a finite number >= 0 or null")
-        if entry.get("unsure_threshold") is not None and not _is_finite(entry["unsure_threshold"], low=0.0, high=1.0):
+        if entry.get("unsure_threshold") is not None and not is_number_in(entry["unsure_threshold"], low=0.0, high=1.0):
             fail(f"models[{i}].unsure_threshold must be null or a number from 0 to 1")
     default = document.get("default_model")
     if default is not None and (not is_plain_name(default) or default not in seen):
         fail("`default_model` must be null or the plain name of a file listed in `models`")
     threshold = document.get("unsure_threshold")
-    if threshold is not None and not _is_finite(threshold, low=0.0, high=1.0):
+    if threshold is not None and not is_number_in(threshold, low=0.0, high=1.0):
         fail(f"`unsure_threshold` must be null or a number from 0 to 1, not {threshold!r}")
     if document.get("unsure_calibration") is not None and not isinstance(document["unsure_calibration"], dict):
         fail("`unsure_calibration` must be null or an object")
@@ -89,6 +89,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_finite(value: object, low: float = -math.inf, high: float = math.inf) -> bool:
+def is_number_in(value: object, low: float = -math.inf, high: float = math.inf) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and low <= value <= high)

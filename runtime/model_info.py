@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fmnist_edge.runtime.errors import ModelError, reraise_as
 from fmnist_edge.runtime.formats import kind_of
+from fmnist_edge.runtime.manifest_schema import is_number_in
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 
 METADATA_KEY = "fmnist_edge"
@@ -35,8 +36,9 @@ def _tflite_metadata(data: bytes) -> dict[str, object]:
 
 def check_contract(path: Path, metadata: dict[str, object]) -> None:
     """Refuse, in one line, a model made for another contract than this runtime's: other labels, another
-    input (shape, pixel range, normalization) or another photo preprocessing. A model that carries no
-    metadata (not exported by fmnist-edge) is judged by its tensor shapes alone, at load."""
+    input (shape, pixel range, normalization), another photo preprocessing, or an unsure threshold
+    that is not a probability. A model that carries no metadata (not exported by fmnist-edge) is
+    judged by its tensor shapes alone, at load."""
     if not metadata:
         return
     expected = input_contract()
@@ -52,6 +54,9 @@ def check_contract(path: Path, metadata: dict[str, object]) -> None:
         for key in ("layout", "shape", "pixel_range", "mean", "std"):
             if key in given and given[key] != expected[key]:
                 problems.append(f"input {key} {given[key]} differs from this runtime's {expected[key]}")
+    threshold = metadata.get("unsure_threshold")
+    if threshold is not None and not is_number_in(threshold, low=0.0, high=1.0):
+        problems.append(f"its unsure threshold {threshold!r} is not a number from 0 to 1")
     if problems:
         raise ModelError(f"{path}: cannot be run by this runtime: {'; '.join(problems)}")
 

@@ -133,6 +133,7 @@ def test_models_carry_labels_and_input_contract(entry: dict) -> None:
     assert meta["preprocess_version"] == PREPROCESS_VERSION
     assert meta["input"]["shape"] == [None, 28, 28, 1]
     assert meta["precision"] == entry["precision"]
+    assert meta["unsure_threshold"] == entry["unsure_threshold"] is not None  # travels with the file
 
 
 @pytest.mark.parametrize("name", ["fmnist_cnn_fp32.onnx", "fmnist_cnn_int8.onnx"])
@@ -190,6 +191,7 @@ def test_smoke_export_writes_four_models_whose_manifest_figures_are_their_own(sm
         classifier = Classifier(out / entry["file"])
         accuracy = float((run_batched(classifier.backend.run, images, 500).argmax(1) == labels).mean())
         assert accuracy == pytest.approx(entry["test_accuracy"], abs=1e-6), entry["file"]
+        assert read_metadata(out / entry["file"])["unsure_threshold"] == entry["unsure_threshold"] is not None
     assert {m["file"] for m in manifest["models"]} == {f.filename for f in EXPORTED}
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == manifest

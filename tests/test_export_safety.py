@@ -25,6 +25,7 @@ from fmnist_edge.common.lock import LOCK_FILE, FolderLock
 from fmnist_edge.runtime import Classifier, ModelError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
+from fmnist_edge.runtime.model_info import read_metadata
 
 INT8 = by_name("tflite-int8").filename
 ONNX_FP32 = by_name("onnx-fp32").filename
@@ -186,13 +187,14 @@ STEPS = [f"moved {INT8}", "manifest A", f"linked {INT8}", "manifest B", "cleaned
 
 def assert_complete(folder: Path) -> dict:
     """The manifest passes the schema and every file it lists is there with its hash; classify
-    trusts the default model and answers with its threshold (the folder's is the default model's)."""
+    trusts the default model and answers with the threshold the model carries."""
     manifest = load_manifest(folder)
     records = manifest["models"] + [manifest[k] for k in ("golden", "reference_logits") if manifest.get(k)]
     for entry in records:
         assert sha256_file(folder / entry["file"]) == entry["sha256"], entry["file"]
     classifier = Classifier(folder / manifest["default_model"])
-    assert classifier.verified and classifier.unsure_threshold == manifest["unsure_threshold"]
+    assert classifier.verified
+    assert classifier.unsure_threshold == read_metadata(folder / manifest["default_model"])["unsure_threshold"]
     return manifest
 
 

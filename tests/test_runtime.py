@@ -59,7 +59,7 @@ def save_png(pixels: np.ndarray, path: Path) -> Path:
 def assert_is_the_models_answer(classifier: Classifier, prediction: Prediction, image: Path) -> None:
     """`prediction` is what the README says classify answers, recomputed here from the model's raw
     scores: the mean of the softmax of the image's and its mirror image's scores, flagged unsure
-    below the threshold calibrated for this model (its manifest entry), never a guessed one."""
+    below the threshold calibrated for this model (its metadata, as its manifest entry), never a guessed one."""
     pixels = preprocess(image)[None, ..., None]
     raw = classifier.backend.run(np.ascontiguousarray(np.concatenate([pixels, pixels[:, :, ::-1]]))).astype(np.float64)
     softmax = np.exp(raw - raw.max(1, keepdims=True))
@@ -67,7 +67,7 @@ def assert_is_the_models_answer(classifier: Classifier, prediction: Prediction, 
     np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-5)
     assert prediction.label == CLASS_NAMES[int(expected.argmax())]
     own = next(m for m in MANIFEST["models"] if m["file"] == classifier.path.name)["unsure_threshold"]
-    assert classifier.unsure_threshold == own is not None  # the model's own threshold, from its manifest entry
+    assert classifier.unsure_threshold == own is not None  # the model's own threshold
     assert prediction.unsure == (expected.max() < own)
 
 
@@ -372,3 +372,24 @@ def test_a_model_made_for_another_preprocessing_is_refused_in_one_line(tmp_path:
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "preprocessing version 9" in result.stderr
+
+
+def test_a_model_copied_without_its_manifest_keeps_its_own_threshold(tmp_path: Path) -> None:
+    # The threshold is in the model's metadata: a file copied alone to a device flags what it should.
+    for entry in MANIFEST["models"]:
+        alone = tmp_path / entry["file"]
+        shutil.copy(bundled_dir() / entry["file"], alone)
+        classifier = Classifier(alone)
+        assert not classifier.verified
+        assert classifier.unsure_threshold == entry["unsure_threshold"] is not None
+
+
+def test_a_model_whose_threshold_is_not_a_probability_is_refused_in_one_line(tmp_path: Path) -> None:
+    entry = next(m for m in MANIFEST["models"] if m["file"] == "fmnist_cnn_fp32.tflite")
+    data = (bundled_dir() / entry["file"]).read_bytes()
+    stored = f'"unsure_threshold": {json.dumps(entry["unsure_threshold"])}'.encode()
+    assert data.count(stored) == 1 and b": 0." in stored
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(data.replace(stored, stored.replace(b": 0.", b": 9.")))  # same length: offsets hold
+    with pytest.raises(ModelError, match=r"unsure threshold 9\.\d+ is not a number from 0 to 1"):
+        Classifier(broken)
