@@ -2,12 +2,15 @@
 
 Each case writes a manifest beside a copy of the bundled int8 model and runs `classify --model`
 on that copy, as a user with a damaged or hostile folder would; and the unverified case: a model
-with no manifest runs only when named, with a warning, and never flags "unsure" from a guess.
+with no manifest runs only when named, with a warning, flags "unsure" with the threshold it carries,
+and never from a guess.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -90,23 +93,41 @@ def test_the_bundled_manifest_passes_the_schema() -> None:
     assert load_manifest()["models"]
 
 
-def test_a_model_without_a_manifest_runs_only_when_named_with_a_warning_and_no_unsure_flag(tmp_path: Path) -> None:
+def without_own_threshold(model: Path) -> None:
+    """Blank the threshold in the model's metadata, as in models exported before it was written there
+    (same length, so the flatbuffer's offsets hold)."""
+    data = model.read_bytes()
+    (stored,) = re.findall(rb'"unsure_threshold": [0-9.]+', data)
+    model.write_bytes(data.replace(stored, b'"unsure_threshold": null'.ljust(len(stored))))
+
+
+def test_a_model_without_a_manifest_runs_only_when_named_with_a_warning_and_its_own_threshold(tmp_path: Path) -> None:
     model = Path(shutil.copy(bundled_dir() / MODEL, tmp_path / "mine.tflite"))
+    own = next(m for m in GOOD["models"] if m["file"] == MODEL)["unsure_threshold"]
     result = invoke("classify", "--json", "--model", model, garment(tmp_path / "x.png"))
     assert result.exit_code == 0, result.output
     (answer,) = map(json.loads, result.stdout.splitlines())
-    assert answer["unsure"] is None  # no threshold was calibrated for it, so none is guessed
+    assert answer["unsure"] is (answer["confidence"] < own)  # the threshold travels in the model file
     (warning,) = [x for x in result.stderr.splitlines() if x.strip()]
     assert warning.startswith("warning: ") and "unverified" in warning and str(model) in warning
+
+    without_own_threshold(model)
+    result = invoke("classify", "--json", "--model", model, garment(tmp_path / "x.png"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["unsure"] is None  # no threshold was calibrated for it, so none is guessed
 
 
 def test_a_manifest_without_a_threshold_flags_nothing_rather_than_guessing(tmp_path: Path) -> None:
     folder = tmp_path / "export"
     folder.mkdir()
-    shutil.copy(bundled_dir() / MODEL, folder)
-    def no_threshold(d: dict) -> None:  # neither the folder's nor the model's own
+    without_own_threshold(Path(shutil.copy(bundled_dir() / MODEL, folder)))
+    data = (folder / MODEL).read_bytes()
+
+    def no_threshold(d: dict) -> None:  # neither the model's own, nor its entry's, nor the folder's
         d["unsure_threshold"] = None
-        next(m for m in d["models"] if m["file"] == MODEL)["unsure_threshold"] = None
+        entry = next(m for m in d["models"] if m["file"] == MODEL)
+        entry["unsure_threshold"] = None
+        entry["sha256"], entry["size_bytes"] = hashlib.sha256(data).hexdigest(), len(data)
 
     (folder / MANIFEST_FILE).write_bytes(edited(no_threshold))
     result = invoke("classify", "--json", "--model", folder / MODEL, garment(tmp_path / "x.png"))
