@@ -1,0 +1,169 @@
+"""The commands of the training stage: `data`, `fetch-photos`, `train`, `blend`.
+
+TensorFlow is imported inside `train` and `blend` only (train/loop.py at the first epoch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fmnist_edge.exits import EXIT_INTERRUPTED
+from fmnist_edge.options import TRAIN_OUT, DataDir, Verbose, fail, progress, require
+from fmnist_edge.quiet import quiet_unless_verbose
+from fmnist_edge.runtime.errors import FmnistEdgeError
+
+
+def data(data_dir: DataDir = None) -> None:
+    """Find Fashion-MNIST, verify the four files' checksums and print the class counts.
+
+    Exit codes: 0 found and verified; 1 a file is missing, corrupt or cannot be downloaded.
+    """
+    import numpy as np
+
+    from fmnist_edge.runtime.spec import CLASS_NAMES
+    from fmnist_edge.train import data as fmnist_data
+
+    try:
+        ds = fmnist_data.load(data_dir)
+    except FmnistEdgeError as exc:
+        raise fail(exc) from None
+    typer.echo(f"found: {ds.source}")
+    for name, digest in ds.sha256.items():
+        typer.echo(f"  sha256 ok  {name}  {digest[:16]}…")
+    typer.echo(f"train: {ds.train_images.shape}  test: {ds.test_images.shape}")
+    train_counts = np.bincount(ds.train_labels, minlength=10)
+    test_counts = np.bincount(ds.test_labels, minlength=10)
+    typer.echo(f"  {'class':<12} {'train':>6} {'test':>6}")
+    for i, name in enumerate(CLASS_NAMES):
+        typer.echo(f"  {name:<12} {train_counts[i]:>6} {test_counts[i]:>6}")
+
+
+def fetch_photos_cmd(
+    out: Annotated[
+        Path, typer.Option(file_okay=False, help="Folder for the photos and their labels.csv.")
+    ] = Path("data/photos-train"),
+) -> None:
+    """Download the 700 labelled training photos (549 train, 151 val) for `train --photos`.
+
+    The photos come from github.com/alexeygrigorev/clothing-dataset, licensed CC0 1.0 (free for any
+    use), at the pinned commit 7ed86a9cc56763b6acb35e41cb35184e43a5d218. Each original is checked
+    against the SHA-256 in the labels file shipped with fmnist-edge, then made as the project's own
+    copy was (EXIF orientation, RGB, at most 512 px, JPEG). A rerun fetches only what is missing.
+    Pass the resulting folder to `fmnist-edge train --photos` or `evaluate-photos`.
+    $FMNIST_EDGE_PHOTOS_MIRROR replaces the GitHub address with a mirror holding the same paths.
+    """
+    from fmnist_edge.train.photo_data import fetch_photos
+
+    try:
+        folder = fetch_photos(out, log=progress)
+    except FmnistEdgeError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; run the command again to resume into {out}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    typer.echo(f"photos ready: fmnist-edge train --photos {folder}")
+
+
+@quiet_unless_verbose
+def train(
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = TRAIN_OUT,
+    photos: Annotated[
+        Path | None,
+        typer.Option(help="Folder of labelled photos (labels.csv with a split column): the `train` photos are "
+                          "mixed into every batch, the `val` photos score each epoch.", file_okay=False),
+    ] = None,
+    photo_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of each batch that is photos.")] = 0.2,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this trained .keras model (fine-tuning) instead of random weights.")
+    ] = None,
+    lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (SGD, cosine schedule).")] = 0.1,
+    freeze_bn: Annotated[
+        bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
+                                "dataset accuracy while photos are mixed in).")
+    ] = True,
+    distill: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="With --init: the Fashion-MNIST images' targets mix the label "
+                            "with the starting model's own probabilities, by this weight, so fine-tuning learns "
+                            "the photos without forgetting the dataset.")
+    ] = 0.5,
+    subset: Annotated[
+        int | None,
+        typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
+    data_dir: DataDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Train the compact CNN (best epoch chosen on validation data; the test set is never used).
+
+    The shipped model: `fmnist-edge train --out artifacts` (the dataset-only base, 40 epochs), then
+    `fmnist-edge train --init artifacts/fmnist_cnn.keras --photos PHOTOS --epochs 4 --lr 0.05 --out runs/photo`
+    (see the README). With --photos, a bad labels file or a missing photo stops before training starts;
+    an unreadable photo is skipped and counted in the training record.
+
+    Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
+    option, a bad --photos folder, a model in --out without --force, TensorFlow not installed); 130 interrupted.
+    """
+    try:
+        require("tensorflow", "tensorflow", "train")
+        from fmnist_edge.train.train import TrainConfig
+        from fmnist_edge.train.train import train as run_training
+
+        cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
+                          photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
+                          freeze_batchnorm=freeze_bn and init is not None,
+                          distill=distill if init is not None else 0.0)
+        record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=progress)
+    except FmnistEdgeError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; the best checkpoint so far (if any) is in {out}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    photo = (f", photo val {record['best_photo_val_accuracy']:.4f}"
+             if record.get("best_photo_val_accuracy") is not None else "")
+    typer.echo(
+        f"best val accuracy {record['best_val_accuracy']:.4f}{photo} at epoch {record['best_epoch']}; "
+        f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
+        f"{record['wall_seconds'] / 60:.1f} min, peak RSS {record['peak_rss_mb']:.0f} MB -> {out}"
+    )
+
+
+@quiet_unless_verbose
+def blend(
+    start: Annotated[Path, typer.Argument(help="The model fine-tuning started from (train --init).")],
+    tuned: Annotated[Path, typer.Argument(help="The fine-tuned model; its training record is read from beside it.")],
+    photos: Annotated[Path, typer.Option(help="Labelled photos with a `val` split (as given to train --photos).",
+                                         file_okay=False, exists=True)],
+    out: Annotated[Path, typer.Option(help="Folder for the blended fmnist_cnn.keras and its record.")],
+    max_drop: Annotated[float, typer.Option(min=0.0, max=0.05, help="How much dataset validation accuracy (a "
+                                            "fraction) the blend may lose against START.")] = 0.002,
+    force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
+    data_dir: DataDir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Average a fine-tuned model's weights with its starting model's (WiSE-FT), picking the mix on validation data.
+
+    Tries (1 - a) * START + a * TUNED for a = 0, 0.1, ..., 1 and keeps the one with the best photo
+    validation accuracy among those whose dataset validation accuracy is within --max-drop of
+    START's. The test set is not used. The record beside the result says which a was chosen, and why.
+
+    Exit codes: 0 written; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (missing or
+    mismatched models, a bad --photos folder, a model in --out without --force, TensorFlow not installed).
+    """
+    try:
+        require("tensorflow", "tensorflow", "train")
+        from fmnist_edge.train.blend import blend as run_blend
+
+        record = run_blend(start, tuned, photos, out, max_drop=max_drop, data_dir=data_dir, force=force,
+                           log=progress)
+    except FmnistEdgeError as exc:
+        raise fail(exc) from None
+    chosen = record["blend"]
+    typer.echo(f"a = {chosen['alpha']:.1f}: val {chosen['val_accuracy']:.4f}, photo val "
+               f"{chosen['photo_val_accuracy']:.4f} -> {out}")
