@@ -5,6 +5,7 @@ TensorFlow is imported inside `train` and `blend` only (train/loop.py at the fir
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,11 @@ from fmnist_edge.exits import EXIT_INTERRUPTED
 from fmnist_edge.options import TRAIN_OUT, DataDir, Verbose, fail, progress, require
 from fmnist_edge.quiet import quiet_unless_verbose
 from fmnist_edge.runtime.errors import FmnistEdgeError
+
+
+class Selection(str, Enum):
+    best = "best"
+    last = "last"
 
 
 def data(data_dir: DataDir = None) -> None:
@@ -91,6 +97,10 @@ def train(
                             "with the starting model's own probabilities, by this weight, so fine-tuning learns "
                             "the photos without forgetting the dataset.")
     ] = 0.5,
+    select: Annotated[
+        Selection, typer.Option(help="Which epoch is kept: `best` on validation data (the mean of dataset and photo "
+                               "validation accuracy, with --photos), or `last` (the end of the cosine schedule).")
+    ] = Selection.best,
     subset: Annotated[
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
@@ -118,7 +128,7 @@ def train(
         cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
                           photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
                           freeze_batchnorm=freeze_bn and init is not None,
-                          distill=distill if init is not None else 0.0)
+                          distill=distill if init is not None else 0.0, select=select.value)
         record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None

@@ -169,6 +169,8 @@ class Recorder(keras.callbacks.Callback):
             row["photo_val_accuracy"] = round(
                 mirror_accuracy(self.model, self.data.photos_val.images, self.data.photos_val.labels), 5)
             score = (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
+        if self.record["config"]["select"] == "last":
+            score = float(epoch)  # every epoch replaces the checkpoint: the run ends with its final weights
         self.record["history"].append(row)
         improved = score > self.best
         if improved:

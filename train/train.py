@@ -55,6 +55,7 @@ class TrainConfig:
     photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
     freeze_batchnorm: bool = False  # fine-tuning (--init): keep the BatchNorm statistics of the model we start from
     distill: float = 0.0  # fine-tuning (--init): weight of the starting model's answers in the dataset targets
+    select: str = "best"  # "best": the checkpoint is the best epoch on validation data; "last": the final epoch
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     photo_augment: PhotoAugmentConfig = field(default_factory=PhotoAugmentConfig)
@@ -125,7 +126,7 @@ def train(
         "init": _init_record(init),
         "git_commit": git_commit(Path(__file__).resolve().parent),
         "versions": versions("tensorflow", "keras", "numpy"),
-        "selection": "val_accuracy" if data.photos is None else "mean of val_accuracy and photo_val_accuracy",
+        "selection": _selection(cfg, data),
         "history": [],
         "best_epoch": None,
         "best_val_accuracy": None,
@@ -186,3 +187,10 @@ def _write_record(record: dict, path: Path, started: float) -> None:
     record["wall_seconds"] = round(time.time() - started, 1)
     record["peak_rss_mb"] = round(peak_rss_mb(), 1)
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+
+
+def _selection(cfg: TrainConfig, data: Data) -> str:
+    """What picks the checkpoint, in words, for the record."""
+    if cfg.select == "last":
+        return "the last epoch"
+    return "val_accuracy" if data.photos is None else "mean of val_accuracy and photo_val_accuracy"
