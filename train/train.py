@@ -97,6 +97,8 @@ def train(
     if init is not None and not init.is_file():
         raise ModelError(f"{init}: no such model to start from")
     started = time.time()
+    # The code that runs is the code at start: edits made while the photos load must not be recorded as it.
+    commit = git_commit(Path(__file__).resolve().parent)
     data, data_record = load_data(cfg, data_dir, photos, log)  # every input is checked before any training
 
     import keras
@@ -124,7 +126,7 @@ def train(
         "macs_per_image": macs,
         **data_record,
         "init": _init_record(init),
-        "git_commit": git_commit(Path(__file__).resolve().parent),
+        "git_commit": commit,
         "versions": versions("tensorflow", "keras", "numpy"),
         "selection": _selection(cfg, data),
         "history": [],
