@@ -112,10 +112,11 @@ def train(
 ) -> None:
     """Train the compact CNN (best epoch chosen on validation data; the test set is never used).
 
-    The shipped model: `fmnist-edge train --out artifacts` (the dataset-only base, 40 epochs), then
-    `fmnist-edge train --init artifacts/fmnist_cnn.keras --photos PHOTOS --epochs 4 --lr 0.05 --out runs/photo`
-    (see the README). With --photos, a bad labels file or a missing photo stops before training starts;
-    an unreadable photo is skipped and counted in the training record.
+    The shipped model is the dataset-only default: `fmnist-edge train` (40 epochs, about 100 minutes on
+    2 cores). With real photos: `fmnist-edge train --photos PHOTOS --select last`, or fine-tune with
+    `--init MODEL --photos PHOTOS --epochs 5 --lr 0.02` (see the README for what each costs). With
+    --photos, a bad labels file or a missing photo stops before training starts; an unreadable photo
+    is skipped and counted in the training record.
 
     Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
     option, a bad --photos folder, a model in --out without --force, TensorFlow not installed); 130 interrupted.

@@ -78,6 +78,16 @@ def test_smoke_training_writes_model_and_record(smoke_run: Path) -> None:
     assert record["train_size"] == 512
 
 
+@needs_tensorflow
+def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "2", "--select", "last",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
+    assert record["selection"] == "the last epoch" and record["config"]["select"] == "last"
+    assert record["best_epoch"] == 2 and record["best_val_accuracy"] == record["history"][-1]["val_accuracy"]
+
+
 def test_train_refuses_to_overwrite_without_force(smoke_run: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(smoke_run)])
     assert result.exit_code == 2
