@@ -139,7 +139,8 @@ def train(
     photo = (f", photo val {record['best_photo_val_accuracy']:.4f}"
              if record.get("best_photo_val_accuracy") is not None else "")
     typer.echo(
-        f"best val accuracy {record['best_val_accuracy']:.4f}{photo} at epoch {record['best_epoch']}; "
+        f"{'last' if select is Selection.last else 'best'} epoch {record['best_epoch']}: "
+        f"val accuracy {record['best_val_accuracy']:.4f}{photo}; "
         f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
         f"{record['wall_seconds'] / 60:.1f} min, peak RSS {record['peak_rss_mb']:.0f} MB -> {out}"
     )

@@ -83,6 +83,7 @@ def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Pa
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "2", "--select", "last",
                                       "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    assert "last epoch 2: val accuracy" in result.output
     record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
     assert record["selection"] == "the last epoch" and record["config"]["select"] == "last"
     assert record["best_epoch"] == 2 and record["best_val_accuracy"] == record["history"][-1]["val_accuracy"]
