@@ -15,8 +15,7 @@ from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_cont
 
 
 def model_metadata(precision: str, unsure_threshold: float | None = None) -> dict[str, object]:
-    """The contract a runtime checks before running the model. The threshold is known only after
-    calibration, so conversion writes it as None and `set_metadata` fills it in."""
+    """The contract a runtime checks before running the model (None: no calibrated threshold)."""
     return {
         "producer": f"fmnist-edge {__version__}",
         "labels": list(CLASS_NAMES),

@@ -8,9 +8,9 @@ Order of work, so that a failure or a kill leaves the previous export complete a
      bytes as they are written;
   3. run each through the runtime's own backend on the 10k test images and check parity
      against the Keras model's scores; the hash recorded is of those very bytes;
-  4. only when all pass, derive the rest (unsure thresholds, written into each model's own
-     metadata and checked to leave its scores unchanged; golden data; reference scores) in
-     staging, then publish (export/publish.py): the manifest is the commit point, so at every
+  4. only when all pass, derive the rest (unsure thresholds; each model's metadata, written
+     once with its threshold and checked to leave its scores unchanged; golden data; reference
+     scores) in staging, then publish (export/publish.py): the manifest is the commit point, so at every
      instant the folder is the old export or the new one, each complete.
 """
 
@@ -31,7 +31,7 @@ from fmnist_edge.common.lock import FolderLock
 from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
 from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry
-from fmnist_edge.export.metadata import add_to_onnx, add_to_tflite, model_metadata, set_metadata
+from fmnist_edge.export.metadata import model_metadata, set_metadata
 from fmnist_edge.export.publish import check_room, publish, remove_leftovers, staging_folder
 from fmnist_edge.runtime.backends import load_backend, run_batched
 from fmnist_edge.runtime.errors import ModelError
@@ -153,7 +153,7 @@ def _export_into(staging: Path, model_path: Path, out_dir: Path, todo: list[Form
         step(f"converting {fmt.name}")
         staged.append(_convert_and_check(fmt, convert_to, staging, test, reference, options, log))
     unsure = _calibrate_unsure(staged, ds, model_path, log, options.photos, staging)
-    staged = [_embed_threshold(model, unsure.get(model.fmt.filename), staging, test, options) for model in staged]
+    staged = [_embed_metadata(model, unsure.get(model.fmt.filename), staging, test, options) for model in staged]
     _stage_derived(staging, staged, test, reference)
     entries = [file_entry(m.fmt, m.sha256, m.size, m.report, options.tolerance(m.fmt.precision),
                           unsure.get(m.fmt.filename)) for m in staged]
@@ -192,8 +192,9 @@ def _refuse_existing(out_dir: Path, todo: list[Format], force: bool) -> None:
 
 
 class _Converter:
-    """Turns the Keras model into each format's bytes, with metadata embedded; the SavedModel and
-    the float ONNX graph are built once and shared by the float and int8 conversions."""
+    """Turns the Keras model into each format's bytes (our metadata is added after calibration, by
+    `_embed_metadata`); the SavedModel and the float ONNX graph are built once and shared by the
+    float and int8 conversions."""
 
     def __init__(self, model: Any, calibration: np.ndarray, work_dir: Path) -> None:
         self.model, self.calibration, self.work_dir = model, calibration, work_dir
@@ -201,10 +202,7 @@ class _Converter:
         self._onnx_fp32: Any = None
 
     def __call__(self, fmt: Format) -> bytes:
-        metadata = model_metadata(fmt.precision)
-        if fmt.kind == "tflite":
-            return add_to_tflite(self._tflite(fmt.precision), metadata)
-        return self._onnx(fmt.precision, metadata)
+        return self._tflite(fmt.precision) if fmt.kind == "tflite" else self._onnx(fmt.precision)
 
     def _tflite(self, precision: str) -> bytes:
         if self._saved_model is None:
@@ -213,13 +211,12 @@ class _Converter:
             return convert.tflite_int8(self._saved_model, self.calibration)
         return convert.tflite_fp32(self._saved_model)
 
-    def _onnx(self, precision: str, metadata: dict) -> bytes:
+    def _onnx(self, precision: str) -> bytes:
         import onnx
 
         if self._onnx_fp32 is None:
             self._onnx_fp32 = convert.onnx_fp32(self.model)
         proto = convert.onnx_int8(self._onnx_fp32, self.calibration) if precision == "int8" else self._onnx_fp32
-        add_to_onnx(proto, metadata)
         onnx.checker.check_model(proto, full_check=True)
         return proto.SerializeToString()
 
@@ -246,18 +243,19 @@ def _convert_and_check(
     return Staged(fmt, hashlib.sha256(blob).hexdigest(), len(blob), report, scores)
 
 
-def _embed_threshold(model: Staged, unsure: dict | None, staging: Path, test: LabelledImages,
-                     options: ExportOptions) -> Staged:
-    """Write the model's own unsure threshold into its metadata, so that a model copied without its
-    manifest still flags what it should. The rewritten bytes must give the very scores that passed
-    parity (metadata never reaches the graph); the hash is of the rewritten bytes."""
+def _embed_metadata(model: Staged, unsure: dict | None, staging: Path, test: LabelledImages,
+                    options: ExportOptions) -> Staged:
+    """Write the contract into the model: labels, input, preprocessing version, and its own unsure
+    threshold, known only now, so that a model copied without its manifest still flags what it
+    should. The rewritten bytes must give the very scores that passed parity (metadata never
+    reaches the graph); the hash is of the rewritten bytes."""
     threshold = unsure["threshold"] if unsure else None
     path = staging / model.fmt.filename
     blob = set_metadata(path.read_bytes(), model.fmt.kind, model_metadata(model.fmt.precision, threshold))
     path.write_bytes(blob)
     scores = run_batched(load_backend(path, threads=None).run, test.pixels, options.batch_size)
     if not np.array_equal(scores, model.scores):
-        raise ExportError(f"{model.fmt.name}: writing the unsure threshold into the model changed its scores")
+        raise ExportError(f"{model.fmt.name}: writing the metadata into the model changed its scores")
     return Staged(model.fmt, hashlib.sha256(blob).hexdigest(), len(blob), model.report, scores)
 
 

@@ -146,13 +146,15 @@ class Recorder(keras.callbacks.Callback):
     """After each epoch: a history row, a line of progress, and the checkpoint when it is the best.
 
     With photos, "best" is the mean of the dataset and photo validation accuracies: the photos are
-    what the change is for, the dataset is what must not regress.
+    what the change is for, the dataset is what must not regress. With `keep_last` every epoch
+    replaces the checkpoint, so the run ends with the end of its schedule.
     """
 
     def __init__(self, data, record: dict, model_path: Path, save_record: Callable[[], None],
-                 schedule, optimizer, log: Callable[[str], None]) -> None:
+                 schedule, optimizer, log: Callable[[str], None], keep_last: bool = False) -> None:
         super().__init__()
         self.data, self.record, self.model_path, self.save_record = data, record, model_path, save_record
+        self.keep_last = keep_last
         self.schedule, self.optimizer, self.log = schedule, optimizer, log
         self.best = -1.0
         self.started = self.epoch_started = time.time()
@@ -169,7 +171,7 @@ class Recorder(keras.callbacks.Callback):
             row["photo_val_accuracy"] = round(
                 mirror_accuracy(self.model, self.data.photos_val.images, self.data.photos_val.labels), 5)
             score = (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
-        if self.record["config"]["select"] == "last":
+        if self.keep_last:
             score = float(epoch)  # every epoch replaces the checkpoint: the run ends with its final weights
         self.record["history"].append(row)
         improved = score > self.best

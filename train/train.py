@@ -135,7 +135,7 @@ def train(
         "status": "running",
     }
     recorder = loop.Recorder(data, record, model_path, lambda: _write_record(record, record_path, started),
-                             schedule, optimizer, log)
+                             schedule, optimizer, log, keep_last=cfg.select == "last")
     callbacks = [recorder]
     if sys.stderr.isatty():
         callbacks.append(loop.ProgressBar(cfg.epochs, len(batches)))
