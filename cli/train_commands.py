@@ -92,10 +92,15 @@ def train(
         bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
                                 "dataset accuracy while photos are mixed in).")
     ] = True,
+    teacher: Annotated[
+        Path | None, typer.Option(help="A trained .keras model to learn from (distillation): the Fashion-MNIST "
+                                       "images' targets mix the label with its answers, by --distill. With --init "
+                                       "and no --teacher, the starting model teaches.", dir_okay=False)
+    ] = None,
     distill: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="With --init: the Fashion-MNIST images' targets mix the label "
-                            "with the starting model's own probabilities, by this weight, so fine-tuning learns "
-                            "the photos without forgetting the dataset.")
+        float, typer.Option(min=0.0, max=1.0, help="With --teacher or --init: the weight of the teacher's "
+                            "probabilities in the Fashion-MNIST images' targets (0 turns distillation off). "
+                            "Fine-tuning with it learns the photos without forgetting the dataset.")
     ] = 0.5,
     select: Annotated[
         Selection, typer.Option(help="Which epoch is kept: `best` on validation data (the mean of dataset and photo "
@@ -129,8 +134,10 @@ def train(
         cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
                           photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
                           freeze_batchnorm=freeze_bn and init is not None,
-                          distill=distill if init is not None else 0.0, select=select.value)
-        record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=progress)
+                          distill=distill if init is not None or teacher is not None else 0.0,
+                          select=select.value)
+        record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init,
+                              teacher=teacher, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:

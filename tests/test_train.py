@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -87,6 +88,33 @@ def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Pa
     record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
     assert record["selection"] == "the last epoch" and record["config"]["select"] == "last"
     assert record["best_epoch"] == 2 and record["best_val_accuracy"] == record["history"][-1]["val_accuracy"]
+
+
+@needs_tensorflow
+def test_a_teacher_s_answers_become_part_of_the_dataset_targets(tmp_path: Path) -> None:
+    from fmnist_edge.train import loop
+    from fmnist_edge.train.train import Data, TrainConfig
+
+    rng = np.random.default_rng(0)
+    data = Data(rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), np.arange(8) % 10, None, None)
+    taught = rng.dirichlet(np.ones(10), 8).astype("float32")
+    _, y = loop.Batches(data, TrainConfig(batch_size=8, distill=0.25), taught)[0]
+    order = loop.Batches(data, TrainConfig(batch_size=8), None).order  # the same seeded shuffle
+    np.testing.assert_allclose(y, 0.75 * loop.one_hot(data.train_y[order]) + 0.25 * taught[order], rtol=1e-6)
+
+
+@needs_tensorflow
+def test_training_with_a_teacher_records_which_model_taught(tmp_path: Path) -> None:
+    teacher = ARTIFACTS / by_name("keras").filename
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--teacher", str(teacher),
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
+    assert record["teacher"]["sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert record["config"]["distill"] == 0.5
+    refused = CliRunner().invoke(app, ["train", "--subset", "256", "--teacher", str(teacher), "--distill", "0",
+                                       "--out", str(tmp_path / "again")])
+    assert refused.exit_code == 2 and "distillation weight" in refused.stderr
 
 
 def test_train_refuses_to_overwrite_without_force(smoke_run: Path) -> None:

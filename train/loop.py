@@ -23,15 +23,22 @@ from fmnist_edge.train.photo_augment import augment_photos
 from fmnist_edge.train.photos import class_balanced_weights
 
 
+def load_keras(path: Path) -> keras.Model:
+    """A trained model from a .keras file, or one line saying why the file is not one."""
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean "not a model"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot load as a Keras model ({reason})") from None
+
+
 def initial_model(cfg, init: Path | None) -> keras.Model:
     """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins)."""
     if init is None:
         return build_model(cfg.model)
-    try:
-        model = keras.models.load_model(init, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean "not a model"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{init}: cannot load as a Keras model ({reason})") from None
+    model = load_keras(init)
     if cfg.freeze_batchnorm:
         # A frozen BatchNormalization layer runs in inference mode: it keeps the dataset's statistics
         # instead of drifting towards mixed photo batches, which costs dataset accuracy.
@@ -67,9 +74,9 @@ class Batches(keras.utils.PyDataset):
     photos the draws are exactly those of the dataset-only recipe, so its runs reproduce bit for bit.
     """
 
-    def __init__(self, data, cfg, teacher: keras.Model | None = None) -> None:
+    def __init__(self, data, cfg, taught: np.ndarray | None = None) -> None:
         super().__init__()
-        self.data, self.cfg, self.teacher = data, cfg, teacher
+        self.data, self.cfg, self.taught = data, cfg, taught
         self.photos_per_batch = 0
         if data.photos is not None:
             self.photos_per_batch = max(1, round(cfg.batch_size * cfg.photo_fraction))
@@ -89,11 +96,11 @@ class Batches(keras.utils.PyDataset):
         idx = self.order[i * self.per_batch : (i + 1) * self.per_batch]
         x = augment_batch(self.data.train_x[idx], self.rng, self.cfg.augment)[..., None].astype("float32")
         y = one_hot(self.data.train_y[idx])
-        if self.teacher is not None:
-            # Fine-tuning without forgetting: the dataset images' targets lean on the starting model's
-            # own answers (Li & Hoiem 2016, "Learning without Forgetting").
-            taught = keras.ops.convert_to_numpy(keras.ops.softmax(self.teacher(x, training=False)))
-            y = (1.0 - self.cfg.distill) * y + self.cfg.distill * taught
+        if self.taught is not None:
+            # Distillation: the dataset images' targets lean on a teacher's answers, which say which
+            # classes look alike (Hinton et al. 2015); from the starting model itself when fine-tuning,
+            # so the photos are learnt without forgetting the dataset (Li & Hoiem 2016).
+            y = (1.0 - self.cfg.distill) * y + self.cfg.distill * self.taught[idx]
         if self.photos_per_batch:
             photos = self.data.photos
             pick = self.rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
@@ -109,12 +116,19 @@ class Batches(keras.utils.PyDataset):
         self._shuffle()
 
 
-def mirror_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 of the softmax averaged with the mirror image's: how classify answers."""
+def mirror_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The softmax averaged with the mirror image's: how classify answers."""
     x = images[..., None].astype("float32")
-    scores = model.predict(np.concatenate([x, x[:, :, ::-1]]), batch_size=500, verbose=0)
-    probs = keras.ops.convert_to_numpy(keras.ops.softmax(scores))
-    return float(((probs[: len(x)] + probs[len(x) :]).argmax(1) == labels).mean())
+    probs = np.concatenate([
+        keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(part, batch_size=500, verbose=0)))
+        for part in (x, x[:, :, ::-1])
+    ])
+    return ((probs[: len(x)] + probs[len(x) :]) / 2).astype("float32")
+
+
+def mirror_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 as classify answers."""
+    return float((mirror_probabilities(model, images).argmax(1) == labels).mean())
 
 
 class ProgressBar(keras.callbacks.Callback):

@@ -54,7 +54,7 @@ class TrainConfig:
     photo_fraction: float = 0.2  # of each batch, when training with photos
     photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
     freeze_batchnorm: bool = False  # fine-tuning (--init): keep the BatchNorm statistics of the model we start from
-    distill: float = 0.0  # fine-tuning (--init): weight of the starting model's answers in the dataset targets
+    distill: float = 0.0  # weight of the teacher's answers (--teacher, or the --init model) in the dataset targets
     select: str = "best"  # "best": the checkpoint is the best epoch on validation data; "last": the final epoch
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -88,6 +88,7 @@ def train(
     force: bool = False,
     photos: Path | None = None,
     init: Path | None = None,
+    teacher: Path | None = None,
     log=print,
 ) -> dict:
     """Train and write `fmnist_cnn.keras` (the best epoch) and its JSON record beside it."""
@@ -96,6 +97,11 @@ def train(
         raise FmnistEdgeError(f"{model_path} exists; pass --force to replace it or choose another --out")
     if init is not None and not init.is_file():
         raise ModelError(f"{init}: no such model to start from")
+    teacher = teacher or (init if cfg.distill > 0 else None)
+    if teacher is not None and not teacher.is_file():
+        raise ModelError(f"{teacher}: no such model to learn from")
+    if teacher is not None and cfg.distill == 0:
+        raise FmnistEdgeError("a teacher needs a distillation weight above 0")
     started = time.time()
     # The code that runs is the code at start: edits made while the photos load must not be recorded as it.
     commit = git_commit(Path(__file__).resolve().parent)
@@ -110,8 +116,13 @@ def train(
     params, macs = model.count_params(), count_macs(model)
     if params >= PARAM_LIMIT:
         raise FmnistEdgeError(f"model has {params} parameters; the limit is {PARAM_LIMIT}")
-    teacher = loop.initial_model(cfg, init) if init is not None and cfg.distill > 0 else None
-    batches = loop.Batches(data, cfg, teacher)
+    taught = None
+    if teacher is not None:
+        # The teacher's mirror-averaged answers on the un-augmented images, computed once (two inference
+        # passes) rather than a teacher pass every step; shifts and erasures leave those answers apt.
+        log(f"computing the answers of {teacher} on the {len(data.train_x)} training images ...")
+        taught = loop.mirror_probabilities(loop.load_keras(teacher), data.train_x)
+    batches = loop.Batches(data, cfg, taught)
     schedule, optimizer = loop.make_optimizer(cfg, len(batches))
     model.compile(
         optimizer=optimizer,
@@ -125,7 +136,8 @@ def train(
         "params": params,
         "macs_per_image": macs,
         **data_record,
-        "init": _init_record(init),
+        "init": _file_record(init),
+        "teacher": _file_record(teacher),
         "git_commit": commit,
         "versions": versions("tensorflow", "keras", "numpy"),
         "selection": _selection(cfg, data),
@@ -179,10 +191,10 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
     return Data(train_x, train_y, val_x, val_y, photo_train, photo_val), record
 
 
-def _init_record(init: Path | None) -> dict | None:
-    if init is None:
+def _file_record(path: Path | None) -> dict | None:
+    if path is None:
         return None
-    return {"file": str(init), "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _write_record(record: dict, path: Path, started: float) -> None:
