@@ -62,9 +62,10 @@ def blend(start: Path, tuned: Path, photos: Path, out_dir: Path, max_drop: float
 
     import keras
 
+    from fmnist_edge.common.keras_model import load_keras_model
     from fmnist_edge.train.loop import mirror_accuracy
 
-    start_model, tuned_model = _load(start), _load(tuned)
+    start_model, tuned_model = load_keras_model(start), load_keras_model(tuned)
     start_weights, tuned_weights = start_model.get_weights(), tuned_model.get_weights()
     if [w.shape for w in start_weights] != [w.shape for w in tuned_weights]:
         raise ModelError(f"{start} and {tuned} do not share one architecture; they cannot be blended")
@@ -99,12 +100,6 @@ def blend(start: Path, tuned: Path, photos: Path, out_dir: Path, max_drop: float
     record["blend"]["git_commit"] = git_commit(Path(__file__).resolve().parent)
     write_text_atomic(record_path, json.dumps(record, indent=2) + "\n")
     return record
-
-
-def _load(path: Path):
-    from fmnist_edge.common.keras_model import load_keras_model
-
-    return load_keras_model(path)
 
 
 def _sha256(path: Path) -> str:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from fmnist_edge.common.atomic import atomic_path
-from fmnist_edge.runtime.errors import ModelError
+from fmnist_edge.common.keras_model import load_keras_model
 from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.train.augment import augment_batch
 from fmnist_edge.train.model import build_model
@@ -23,22 +23,11 @@ from fmnist_edge.train.photo_augment import augment_photos
 from fmnist_edge.train.photos import class_balanced_weights
 
 
-def load_keras(path: Path) -> keras.Model:
-    """A trained model from a .keras file, or one line saying why the file is not one."""
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean "not a model"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot load as a Keras model ({reason})") from None
-
-
 def initial_model(cfg, init: Path | None) -> keras.Model:
     """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins)."""
     if init is None:
         return build_model(cfg.model)
-    model = load_keras(init)
+    model = load_keras_model(init)
     if cfg.freeze_batchnorm:
         # A frozen BatchNormalization layer runs in inference mode: it keeps the dataset's statistics
         # instead of drifting towards mixed photo batches, which costs dataset accuracy.

@@ -7,7 +7,9 @@ best checkpoint is written atomically whenever that score improves, so Ctrl-C or
 the last good model in place.
 
 `--init MODEL` starts from a trained model instead of random weights: fine-tuning a dataset-trained
-model on photos for a few epochs costs a tenth of a full run.
+model on photos for a few epochs costs a tenth of a full run. `--teacher MODEL` (distillation) mixes
+a trained model's answers into the dataset images' targets: a photo-trained model learns the
+photos from the labels and keeps the dataset model's sense of which garments look alike.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.common.atomic import write_text_atomic
-from fmnist_edge.common.keras_model import TRAINING_RECORD
+from fmnist_edge.common.keras_model import TRAINING_RECORD, load_keras_model
 from fmnist_edge.runtime.backends import cores
 from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
 from fmnist_edge.runtime.formats import by_name
@@ -121,7 +123,7 @@ def train(
         # The teacher's mirror-averaged answers on the un-augmented images, computed once (two inference
         # passes) rather than a teacher pass every step; shifts and erasures leave those answers apt.
         log(f"computing the answers of {teacher} on the {len(data.train_x)} training images ...")
-        taught = loop.mirror_probabilities(loop.load_keras(teacher), data.train_x)
+        taught = loop.mirror_probabilities(load_keras_model(teacher), data.train_x)
     batches = loop.Batches(data, cfg, taught)
     schedule, optimizer = loop.make_optimizer(cfg, len(batches))
     model.compile(
