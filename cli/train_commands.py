@@ -73,8 +73,14 @@ def fetch_photos_cmd(
     typer.echo(f"photos ready: fmnist-edge train --photos {folder}")
 
 
+# What --resume reads from the run's record instead; giving one of them with --resume is refused.
+_TRAINING_OPTIONS = ("epochs", "seed", "photos", "photo_fraction", "init", "lr", "freeze_bn", "teacher", "distill",
+                     "select", "subset", "batch_size", "force")
+
+
 @quiet_unless_verbose
 def train(
+    ctx: typer.Context,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = TRAIN_OUT,
@@ -112,6 +118,10 @@ def train(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=2)] = 128,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the stopped run in --out after its last finished epoch, with the "
+                                "settings, photos and teacher its record names (give no other training option).")
+    ] = False,
     data_dir: DataDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -126,22 +136,35 @@ def train(
     Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
     option, a bad --photos folder, a model in --out without --force, TensorFlow not installed); 130 interrupted.
     """
+    if resume:
+        # By the source's name: typer's click (its own or vendored, by version) has the enum in other modules.
+        given = [name for name in _TRAINING_OPTIONS if ctx.get_parameter_source(name).name != "DEFAULT"]
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise fail(FmnistEdgeError(f"--resume takes every setting from the run's record; drop {names}"))
     try:
         require("tensorflow", "tensorflow", "train")
         from fmnist_edge.train.train import TrainConfig
+        from fmnist_edge.train.train import resume as resume_training
         from fmnist_edge.train.train import train as run_training
 
-        cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
-                          photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
-                          freeze_batchnorm=freeze_bn and init is not None,
-                          distill=distill if init is not None or teacher is not None else 0.0,
-                          select=select.value)
-        record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init,
-                              teacher=teacher, log=progress)
+        if resume:
+            record = resume_training(out, data_dir=data_dir, log=progress)
+            select = Selection(record["config"]["select"])
+
+        else:
+            cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
+                              photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
+                              freeze_batchnorm=freeze_bn and init is not None,
+                              distill=distill if init is not None or teacher is not None else 0.0,
+                              select=select.value)
+            record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init,
+                                  teacher=teacher, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
-        typer.echo(f"interrupted; the best checkpoint so far (if any) is in {out}", err=True)
+        typer.echo(f"interrupted; the checkpoint so far (if any) is in {out}; "
+                   f"`fmnist-edge train --resume --out {out}` continues the run", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     photo = (f", photo val {record['best_photo_val_accuracy']:.4f}"
              if record.get("best_photo_val_accuracy") is not None else "")

@@ -117,6 +117,38 @@ def test_training_with_a_teacher_records_which_model_taught(tmp_path: Path) -> N
     assert refused.exit_code == 2 and "distillation weight" in refused.stderr
 
 
+@needs_tensorflow
+def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch) -> None:
+    from fmnist_edge.train import loop
+
+    finish_epoch = loop.Recorder.on_epoch_end
+
+    def stop_after_the_first_epoch(self, epoch, logs=None):
+        finish_epoch(self, epoch, logs)
+        raise KeyboardInterrupt  # as Ctrl-C, or the machine going away, right after a checkpoint
+
+    monkeypatch.setattr(loop.Recorder, "on_epoch_end", stop_after_the_first_epoch)
+    args = ["train", "--subset", "256", "--epochs", "3", "--out", str(tmp_path)]
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 130 and "train --resume --out" in stopped.stderr
+    monkeypatch.setattr(loop.Recorder, "on_epoch_end", finish_epoch)
+
+    refused = CliRunner().invoke(app, ["train", "--resume", "--epochs", "5", "--out", str(tmp_path)])
+    assert refused.exit_code == 2 and "drop --epochs" in refused.stderr
+
+    resumed = CliRunner().invoke(app, ["train", "--resume", "--out", str(tmp_path)])
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
+    assert [row["epoch"] for row in record["history"]] == [1, 2, 3] and record["status"] == "completed"
+    # the schedule went on from the step it stopped at: warm-up to 0.1 in epoch 1, then cosine to zero
+    assert [row["lr"] for row in record["history"]] == pytest.approx([0.1, 0.05, 0.0], abs=1e-6)
+    assert [entry["after_epoch"] for entry in record["resumed"]] == [1]
+    assert not (tmp_path / "fmnist_cnn.last.keras").exists()  # a completed run keeps no resume state
+
+    again = CliRunner().invoke(app, ["train", "--resume", "--out", str(tmp_path)])
+    assert again.exit_code == 2 and "nothing to resume" in again.stderr
+
+
 def test_train_refuses_to_overwrite_without_force(smoke_run: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(smoke_run)])
     assert result.exit_code == 2

@@ -16,6 +16,7 @@ import numpy as np
 
 from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.common.keras_model import load_keras_model
+from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.train.augment import augment_batch
 from fmnist_edge.train.model import build_model
@@ -50,6 +51,24 @@ def make_optimizer(cfg, steps_per_epoch: int):
     return schedule, optimizer
 
 
+def restore_optimizer(optimizer, model: keras.Model, checkpoint: Path, expected_step: int) -> None:
+    """Give `optimizer` the checkpoint's state: its step count (where the schedule stands) and momentum.
+
+    The optimizer itself is built afresh from the config, as for a new run: a saved optimizer does not
+    bring back everything (the names excluded from weight decay, for one), but its variables do.
+    """
+    saved = keras.models.load_model(checkpoint)  # compiled, so it carries the optimizer's variables
+    optimizer.build(model.trainable_variables)
+    source = saved.optimizer.variables if saved.optimizer is not None else []
+    if [v.shape for v in source] != [v.shape for v in optimizer.variables]:
+        raise ModelError(f"{checkpoint}: its optimizer state does not fit this run's model; cannot resume")
+    for target, value in zip(optimizer.variables, source, strict=True):
+        target.assign(value)
+    if int(optimizer.iterations) != expected_step:
+        raise ModelError(f"{checkpoint}: saved at step {int(optimizer.iterations)}, but the record's epochs "
+                         f"end at step {expected_step}; cannot resume")
+
+
 def one_hot(labels: np.ndarray) -> np.ndarray:
     # One-hot targets so the loss can apply label smoothing.
     return np.eye(NUM_CLASSES, dtype="float32")[labels]
@@ -63,7 +82,7 @@ class Batches(keras.utils.PyDataset):
     photos the draws are exactly those of the dataset-only recipe, so its runs reproduce bit for bit.
     """
 
-    def __init__(self, data, cfg, taught: np.ndarray | None = None) -> None:
+    def __init__(self, data, cfg, taught: np.ndarray | None = None, first_epoch: int = 0) -> None:
         super().__init__()
         self.data, self.cfg, self.taught = data, cfg, taught
         self.photos_per_batch = 0
@@ -71,7 +90,7 @@ class Batches(keras.utils.PyDataset):
             self.photos_per_batch = max(1, round(cfg.batch_size * cfg.photo_fraction))
             self.photo_weights = class_balanced_weights(data.photos.labels)
         self.per_batch = cfg.batch_size - self.photos_per_batch
-        self.epoch = 0
+        self.epoch = first_epoch  # a resumed run draws the epochs the uninterrupted one would have
         self._shuffle()
 
     def _shuffle(self) -> None:
@@ -154,13 +173,22 @@ class Recorder(keras.callbacks.Callback):
     """
 
     def __init__(self, data, record: dict, model_path: Path, save_record: Callable[[], None],
-                 schedule, optimizer, log: Callable[[str], None], keep_last: bool = False) -> None:
+                 schedule, optimizer, log: Callable[[str], None], keep_last: bool = False,
+                 resume_path: Path | None = None) -> None:
         super().__init__()
         self.data, self.record, self.model_path, self.save_record = data, record, model_path, save_record
-        self.keep_last = keep_last
+        self.keep_last, self.resume_path = keep_last, resume_path
         self.schedule, self.optimizer, self.log = schedule, optimizer, log
-        self.best = -1.0
+        self.best = max((self._score(row) for row in record["history"]), default=-1.0)  # a resumed run's so far
+        self.first_epoch = len(record["history"])
         self.started = self.epoch_started = time.time()
+
+    def _score(self, row: dict) -> float:
+        if self.keep_last:
+            return float(row["epoch"])  # every epoch replaces the checkpoint: the run ends with its final weights
+        if "photo_val_accuracy" in row:
+            return (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
+        return row["val_accuracy"]
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self.epoch_started = time.time()
@@ -169,14 +197,11 @@ class Recorder(keras.callbacks.Callback):
         row = {k: round(float(v), 5) for k, v in (logs or {}).items()}
         row.update(epoch=epoch + 1, seconds=round(time.time() - self.epoch_started, 1),
                    lr=float(self.schedule(self.optimizer.iterations)))
-        score = row["val_accuracy"]
         if self.data.photos_val is not None:
             row["photo_val_accuracy"] = round(
                 mirror_accuracy(self.model, self.data.photos_val.images, self.data.photos_val.labels), 5)
-            score = (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
-        if self.keep_last:
-            score = float(epoch)  # every epoch replaces the checkpoint: the run ends with its final weights
         self.record["history"].append(row)
+        score = self._score(row)
         improved = score > self.best
         if improved:
             self.best = score
@@ -184,12 +209,15 @@ class Recorder(keras.callbacks.Callback):
             self.record["best_photo_val_accuracy"] = row.get("photo_val_accuracy")
             with atomic_path(self.model_path) as tmp:
                 self.model.save(tmp)
+        if self.resume_path is not None:  # the state to resume from is the last epoch's, not the best one's
+            with atomic_path(self.resume_path) as tmp:
+                self.model.save(tmp)
         self.save_record()
         self.log(self._progress(row, improved))
 
     def _progress(self, row: dict, improved: bool) -> str:
         done, total = len(self.record["history"]), self.record["config"]["epochs"]
-        eta = (time.time() - self.started) / done * (total - done)
+        eta = (time.time() - self.started) / (done - self.first_epoch) * (total - done)
         photos = f"  photo val {row['photo_val_accuracy']:.4f}" if "photo_val_accuracy" in row else ""
         saved = "  (best so far, saved)" if improved else ""
         return (f"epoch {row['epoch']}/{total}: loss {row['loss']:.4f}  val {row['val_accuracy']:.4f}{photos}  "

@@ -38,6 +38,7 @@ from fmnist_edge.train.provenance import git_commit, versions
 
 MODEL_FILE = by_name("keras").filename
 RECORD_FILE = TRAINING_RECORD
+RESUME_FILE = "fmnist_cnn.last.keras"  # with --select best: the last epoch's state, for --resume
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def train(
     log=print,
 ) -> dict:
     """Train and write `fmnist_cnn.keras` (the best epoch) and its JSON record beside it."""
-    model_path, record_path = out_dir / MODEL_FILE, out_dir / RECORD_FILE
+    model_path = out_dir / MODEL_FILE
     if model_path.exists() and not force:
         raise FmnistEdgeError(f"{model_path} exists; pass --force to replace it or choose another --out")
     if init is not None and not init.is_file():
@@ -118,20 +119,6 @@ def train(
     params, macs = model.count_params(), count_macs(model)
     if params >= PARAM_LIMIT:
         raise FmnistEdgeError(f"model has {params} parameters; the limit is {PARAM_LIMIT}")
-    taught = None
-    if teacher is not None:
-        # The teacher's mirror-averaged answers on the un-augmented images, computed once (two inference
-        # passes) rather than a teacher pass every step; shifts and erasures leave those answers apt.
-        log(f"computing the answers of {teacher} on the {len(data.train_x)} training images ...")
-        taught = loop.mirror_probabilities(load_keras_model(teacher), data.train_x)
-    batches = loop.Batches(data, cfg, taught)
-    schedule, optimizer = loop.make_optimizer(cfg, len(batches))
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
-        jit_compile=cfg.jit_compile,
-    )
     record = {
         "config": asdict(cfg),
         "seed": cfg.seed,
@@ -148,21 +135,111 @@ def train(
         "best_val_accuracy": None,
         "status": "running",
     }
-    recorder = loop.Recorder(data, record, model_path, lambda: _write_record(record, record_path, started),
-                             schedule, optimizer, log, keep_last=cfg.select == "last")
+    return _fit(cfg, out_dir, data, model, teacher, record, started, log)
+
+
+def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> dict:
+    """Continue a stopped run in `out_dir` after its last finished epoch, as if it had never stopped.
+
+    A full run outlasts some sessions and machines' uptime. Everything comes from the run's record
+    (configuration, photos, teacher) and its last checkpoint (weights and the optimizer's step count and
+    momentum); each epoch's shuffle is seeded by (seed, epoch), so the epochs that follow are the ones
+    the uninterrupted run would have trained. The inputs must be the same files: hashes are checked.
+    """
+    record_path = out_dir / RECORD_FILE
+    try:
+        record = json.loads(record_path.read_text())
+        cfg = config_from_record(record["config"])
+        done = len(record["history"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FmnistEdgeError(f"{record_path}: no training record to resume from ({exc})") from None
+    if record.get("status") == "completed" or done >= cfg.epochs:
+        raise FmnistEdgeError(f"{out_dir}: that run completed all {cfg.epochs} epochs; nothing to resume")
+    checkpoint = out_dir / (MODEL_FILE if cfg.select == "last" else RESUME_FILE)
+    if done == 0 or not checkpoint.is_file():
+        raise FmnistEdgeError(f"{out_dir}: no finished epoch to resume from; start the run again")
+    photos = _same_file(record.get("photos"), "dir", "labels_sha256", lambda p: p / "labels.csv")
+    teacher = _same_file(record.get("teacher"), "file", "sha256")
+    started = time.time() - float(record.get("wall_seconds", 0.0))
+    commit = git_commit(Path(__file__).resolve().parent)
+    data, data_record = load_data(cfg, data_dir, photos, log)
+    if data_record["data_sha256"] != record["data_sha256"]:
+        raise FmnistEdgeError(f"the Fashion-MNIST files differ from the ones {record_path} was trained on")
+
+    import keras
+
+    from fmnist_edge.train import loop
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = loop.initial_model(cfg, checkpoint)
+    record.setdefault("resumed", []).append({"after_epoch": done, "git_commit": commit,
+                                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    record["status"] = "running"
+    log(f"resuming {out_dir} after epoch {done} of {cfg.epochs}")
+    return _fit(cfg, out_dir, data, model, teacher, record, started, log, resume_from=checkpoint)
+
+
+def _fit(cfg: TrainConfig, out_dir: Path, data: Data, model, teacher: Path | None, record: dict, started: float,
+         log, resume_from: Path | None = None) -> dict:
+    import keras
+
+    from fmnist_edge.train import loop
+
+    taught = None
+    if teacher is not None:
+        # The teacher's mirror-averaged answers on the un-augmented images, computed once (two inference
+        # passes) rather than a teacher pass every step; shifts and erasures leave those answers apt.
+        log(f"computing the answers of {teacher} on the {len(data.train_x)} training images ...")
+        taught = loop.mirror_probabilities(load_keras_model(teacher), data.train_x)
+    first_epoch = len(record["history"])
+    batches = loop.Batches(data, cfg, taught, first_epoch=first_epoch)
+    schedule, optimizer = loop.make_optimizer(cfg, len(batches))
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=cfg.jit_compile,
+    )
+    if resume_from is not None:
+        loop.restore_optimizer(optimizer, model, resume_from, expected_step=first_epoch * len(batches))
+    record_path = out_dir / RECORD_FILE
+    recorder = loop.Recorder(data, record, out_dir / MODEL_FILE, lambda: _write_record(record, record_path, started),
+                             schedule, optimizer, log, keep_last=cfg.select == "last",
+                             resume_path=None if cfg.select == "last" else out_dir / RESUME_FILE)
     callbacks = [recorder]
     if sys.stderr.isatty():
-        callbacks.append(loop.ProgressBar(cfg.epochs, len(batches)))
+        callbacks.append(loop.ProgressBar(cfg.epochs - first_epoch, len(batches)))
     try:
         model.fit(batches, validation_data=(data.val_x[..., None].astype("float32"), loop.one_hot(data.val_y)),
-                  epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+                  epochs=cfg.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose=0)
         record["status"] = "completed"
+        (out_dir / RESUME_FILE).unlink(missing_ok=True)  # a completed run has nothing left to resume
     except KeyboardInterrupt:
         record["status"] = "interrupted"
         raise
     finally:
         _write_record(record, record_path, started)
     return record
+
+
+def config_from_record(saved: dict) -> TrainConfig:
+    """The TrainConfig a record was written with (JSON has lists where the config has tuples)."""
+    nested = {"model": ModelConfig, "augment": AugmentConfig, "photo_augment": PhotoAugmentConfig}
+    return TrainConfig(**{key: nested[key](**value) if key in nested else value for key, value in saved.items()})
+
+
+def _same_file(entry: dict | None, path_key: str, hash_key: str, hashed=lambda p: p) -> Path | None:
+    """A file or folder named in the record, refused unless it still hashes as it did."""
+    if entry is None:
+        return None
+    path = Path(entry[path_key])
+    target = hashed(path)
+    if not target.is_file():
+        raise FmnistEdgeError(f"{target}: named by the training record but not found (resume from the folder "
+                              "the run was started in)")
+    if hashlib.sha256(target.read_bytes()).hexdigest() != entry[hash_key]:
+        raise FmnistEdgeError(f"{target}: changed since the run started; resuming would train on other data")
+    return path
 
 
 def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log) -> tuple[Data, dict]:
@@ -201,7 +278,7 @@ def _file_record(path: Path | None) -> dict | None:
 
 def _write_record(record: dict, path: Path, started: float) -> None:
     record["wall_seconds"] = round(time.time() - started, 1)
-    record["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    record["peak_rss_mb"] = round(max(peak_rss_mb(), record.get("peak_rss_mb") or 0.0), 1)
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
