@@ -119,7 +119,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=2)] = 128,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     resume: Annotated[
-        bool, typer.Option(help="Continue the stopped run in --out after its last finished epoch, with the "
+        bool, typer.Option("--resume", help="Continue the stopped run in --out after its last finished epoch, with the "
                                 "settings, photos and teacher its record names (give no other training option).")
     ] = False,
     data_dir: DataDir = None,
@@ -131,7 +131,8 @@ def train(
     2 cores). With real photos: `fmnist-edge train --photos PHOTOS --select last`, or fine-tune with
     `--init MODEL --photos PHOTOS --epochs 5 --lr 0.02` (see the README for what each costs). With
     --photos, a bad labels file or a missing photo stops before training starts; an unreadable photo
-    is skipped and counted in the training record.
+    is skipped and counted in the training record. `--teacher MODEL` distills a trained model's answers
+    into the dataset targets. A stopped run continues with `fmnist-edge train --resume --out DIR`.
 
     Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
     option, a bad --photos folder, a model in --out without --force, TensorFlow not installed); 130 interrupted.
