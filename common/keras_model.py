@@ -18,8 +18,12 @@ def training_record_for(model_path: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def load_keras_model(path: Path) -> Any:
-    """Load a .keras file for inference (imports TensorFlow: callers are train/export commands only)."""
+def load_keras_model(path: Path, with_optimizer: bool = False) -> Any:
+    """Load a .keras file (imports TensorFlow: callers are train/export commands only).
+
+    For inference by default; `with_optimizer` also restores the optimizer saved with it, which is
+    where a stopped training run keeps its schedule step and momentum (train --resume).
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
@@ -27,4 +31,4 @@ def load_keras_model(path: Path) -> Any:
 
     # Keras raises many types for a bad file (ValueError, OSError, zipfile errors, its own)
     with reraise_as(ModelError, f"{path}: cannot load Keras model", Exception):
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=with_optimizer)

@@ -27,7 +27,7 @@ from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
 from fmnist_edge.runtime.formats import by_name
 from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.photos import VAL_SPLIT, load_split
-from fmnist_edge.train.train import TrainConfig, split
+from fmnist_edge.train.train import config_from_record, split
 
 MODEL_FILE = by_name("keras").filename
 ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
@@ -52,8 +52,7 @@ def blend(start: Path, tuned: Path, photos: Path, out_dir: Path, max_drop: float
     tuned_record_path = tuned.parent / TRAINING_RECORD
     try:
         record = json.loads(tuned_record_path.read_text(encoding="utf-8"))
-        saved = record["config"]
-        cfg = TrainConfig(seed=int(saved["seed"]), val_size=int(saved["val_size"]), subset=saved.get("subset"))
+        cfg = config_from_record(record["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{tuned_record_path}: the tuned model's training record is unreadable ({exc})") from None
     ds = fmnist_data.load(data_dir)

@@ -28,7 +28,17 @@ def initial_model(cfg, init: Path | None) -> keras.Model:
     """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins)."""
     if init is None:
         return build_model(cfg.model)
-    model = load_keras_model(init)
+    return _frozen_as_configured(load_keras_model(init), cfg)
+
+
+def resumed_model(cfg, checkpoint: Path) -> tuple[keras.Model, list[np.ndarray]]:
+    """A stopped run's model and its optimizer's saved state (schedule step, momentum), from one load."""
+    model = _frozen_as_configured(load_keras_model(checkpoint, with_optimizer=True), cfg)
+    state = [v.numpy() for v in model.optimizer.variables] if model.optimizer is not None else []
+    return model, state
+
+
+def _frozen_as_configured(model: keras.Model, cfg) -> keras.Model:
     if cfg.freeze_batchnorm:
         # A frozen BatchNormalization layer runs in inference mode: it keeps the dataset's statistics
         # instead of drifting towards mixed photo batches, which costs dataset accuracy.
@@ -51,18 +61,17 @@ def make_optimizer(cfg, steps_per_epoch: int):
     return schedule, optimizer
 
 
-def restore_optimizer(optimizer, model: keras.Model, checkpoint: Path, expected_step: int) -> None:
-    """Give `optimizer` the checkpoint's state: its step count (where the schedule stands) and momentum.
+def restore_optimizer(optimizer, model: keras.Model, state: list[np.ndarray], checkpoint: Path,
+                      expected_step: int) -> None:
+    """Give `optimizer` the state saved in `checkpoint` (see resumed_model): its step count and momentum.
 
     The optimizer itself is built afresh from the config, as for a new run: a saved optimizer does not
     bring back everything (the names excluded from weight decay, for one), but its variables do.
     """
-    saved = keras.models.load_model(checkpoint)  # compiled, so it carries the optimizer's variables
     optimizer.build(model.trainable_variables)
-    source = saved.optimizer.variables if saved.optimizer is not None else []
-    if [v.shape for v in source] != [v.shape for v in optimizer.variables]:
+    if [v.shape for v in state] != [tuple(v.shape) for v in optimizer.variables]:
         raise ModelError(f"{checkpoint}: its optimizer state does not fit this run's model; cannot resume")
-    for target, value in zip(optimizer.variables, source, strict=True):
+    for target, value in zip(optimizer.variables, state, strict=True):
         target.assign(value)
     if int(optimizer.iterations) != expected_step:
         raise ModelError(f"{checkpoint}: saved at step {int(optimizer.iterations)}, but the record's epochs "

@@ -27,7 +27,7 @@ from fmnist_edge.common.atomic import write_text_atomic
 from fmnist_edge.common.keras_model import TRAINING_RECORD, load_keras_model
 from fmnist_edge.runtime.backends import cores
 from fmnist_edge.runtime.errors import FmnistEdgeError, ModelError
-from fmnist_edge.runtime.formats import by_name
+from fmnist_edge.runtime.formats import MODEL_STEM, by_name
 from fmnist_edge.runtime.machine import peak_rss_mb
 from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig
@@ -38,7 +38,7 @@ from fmnist_edge.train.provenance import git_commit, versions
 
 MODEL_FILE = by_name("keras").filename
 RECORD_FILE = TRAINING_RECORD
-RESUME_FILE = "fmnist_cnn.last.keras"  # with --select best: the last epoch's state, for --resume
+RESUME_FILE = f"{MODEL_STEM}.last.keras"  # with --select best: the last epoch's state, for --resume
 
 
 @dataclass(frozen=True)
@@ -109,21 +109,11 @@ def train(
     # The code that runs is the code at start: edits made while the photos load must not be recorded as it.
     commit = git_commit(Path(__file__).resolve().parent)
     data, data_record = load_data(cfg, data_dir, photos, log)  # every input is checked before any training
-
-    import keras
-
-    from fmnist_edge.train import loop
-
-    keras.utils.set_random_seed(cfg.seed)
-    model = loop.initial_model(cfg, init)
-    params, macs = model.count_params(), count_macs(model)
-    if params >= PARAM_LIMIT:
-        raise FmnistEdgeError(f"model has {params} parameters; the limit is {PARAM_LIMIT}")
     record = {
         "config": asdict(cfg),
         "seed": cfg.seed,
-        "params": params,
-        "macs_per_image": macs,
+        "params": None,  # _fit counts them on the model it builds
+        "macs_per_image": None,
         **data_record,
         "init": _file_record(init),
         "teacher": _file_record(teacher),
@@ -135,7 +125,7 @@ def train(
         "best_val_accuracy": None,
         "status": "running",
     }
-    return _fit(cfg, out_dir, data, model, teacher, record, started, log)
+    return _fit(cfg, out_dir, data, record, started, log, start=init, teacher=teacher)
 
 
 def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> dict:
@@ -166,25 +156,28 @@ def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> dict:
     if data_record["data_sha256"] != record["data_sha256"]:
         raise FmnistEdgeError(f"the Fashion-MNIST files differ from the ones {record_path} was trained on")
 
+    record.setdefault("resumed", []).append({"after_epoch": done, "git_commit": commit,
+                                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    record["status"] = "running"
+    log(f"resuming {out_dir} after epoch {done} of {cfg.epochs}")
+    return _fit(cfg, out_dir, data, record, started, log, start=checkpoint, teacher=teacher, resuming=True)
+
+
+def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: dict, started: float, log, start: Path | None,
+         teacher: Path | None, resuming: bool = False) -> dict:
+    """Train from `start` (None: fresh weights; a model to fine-tune; or with `resuming`, the run's checkpoint)."""
     import keras
 
     from fmnist_edge.train import loop
 
     keras.utils.set_random_seed(cfg.seed)
-    model = loop.initial_model(cfg, checkpoint)
-    record.setdefault("resumed", []).append({"after_epoch": done, "git_commit": commit,
-                                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    record["status"] = "running"
-    log(f"resuming {out_dir} after epoch {done} of {cfg.epochs}")
-    return _fit(cfg, out_dir, data, model, teacher, record, started, log, resume_from=checkpoint)
-
-
-def _fit(cfg: TrainConfig, out_dir: Path, data: Data, model, teacher: Path | None, record: dict, started: float,
-         log, resume_from: Path | None = None) -> dict:
-    import keras
-
-    from fmnist_edge.train import loop
-
+    if resuming:
+        model, saved_optimizer = loop.resumed_model(cfg, start)
+    else:
+        model, saved_optimizer = loop.initial_model(cfg, start), None
+        record["params"], record["macs_per_image"] = model.count_params(), count_macs(model)
+        if record["params"] >= PARAM_LIMIT:
+            raise FmnistEdgeError(f"model has {record['params']} parameters; the limit is {PARAM_LIMIT}")
     taught = None
     if teacher is not None:
         # The teacher's mirror-averaged answers on the un-augmented images, computed once (two inference
@@ -200,8 +193,8 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, model, teacher: Path | Non
         metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
     )
-    if resume_from is not None:
-        loop.restore_optimizer(optimizer, model, resume_from, expected_step=first_epoch * len(batches))
+    if saved_optimizer is not None:
+        loop.restore_optimizer(optimizer, model, saved_optimizer, start, expected_step=first_epoch * len(batches))
     record_path = out_dir / RECORD_FILE
     recorder = loop.Recorder(data, record, out_dir / MODEL_FILE, lambda: _write_record(record, record_path, started),
                              schedule, optimizer, log, keep_last=cfg.select == "last",
