@@ -1,13 +1,15 @@
-"""Cost of one training step of the shipped network, with and without XLA (`jit_compile`), in one process.
+"""Cost of one training step: the default network with and without XLA (`jit_compile`), or the default
+network against another shape (`--stages`), in one process.
 
     python scripts/train_step_cost.py [--steps 20] [--rounds 5] [--batch-size 128]
+    python scripts/train_step_cost.py --stages 32/64,64/128,128,128
 
-Why it exists: `TrainConfig.jit_compile` decides what a full training run costs, and which way is
-cheaper depends on the CPU and the TensorFlow build. Each round trains `--steps` steps on random
-images with each setting in turn (two models compiled once each, so compilation is not timed), so a
-noisy, shared machine slows both alike. Prints the median wall and CPU milliseconds per step of each
-setting and the ratio XLA / no XLA: compare by that ratio, measured in the same run. CPU time is the
-steadier of the two where other jobs share the machine.
+Why it exists: `TrainConfig.jit_compile` and `ModelConfig.stages` decide what a full training run
+costs, and what a change costs depends on the CPU and the TensorFlow build. Each round trains
+`--steps` steps on random images with each variant in turn (each model compiled once, so compilation
+is not timed), so a noisy, shared machine slows both alike. Prints the median wall and CPU
+milliseconds per step of each variant and their ratio: compare by that ratio, measured in the same
+run. CPU time is the steadier of the two where other jobs share the machine.
 """
 
 from __future__ import annotations
@@ -22,40 +24,50 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--stages", help="Compare the default network (no XLA) with this shape instead: channels "
+                                         "per conv, commas within a stage, slashes between stages.")
     args = parser.parse_args()
 
     import keras
     import numpy as np
 
-    from fmnist_edge.train.model import build_model
+    from fmnist_edge.train.model import ModelConfig, build_model, count_macs
 
     rng = np.random.default_rng(0)
     n = args.steps * args.batch_size
     images = rng.integers(0, 256, size=(n, 28, 28, 1)).astype("float32")
     targets = np.eye(10, dtype="float32")[rng.integers(0, 10, size=n)]
+    default = ModelConfig()
+    if args.stages:
+        other = ModelConfig(stages=tuple(tuple(int(c) for c in stage.split(",")) for stage in args.stages.split("/")))
+        variants = {"default network": (default, False), f"stages {args.stages}": (other, False)}
+    else:
+        variants = {"jit_compile False": (default, False), "jit_compile True": (default, True)}
     models = {}
-    for jit in (False, True):
-        model = build_model()
+    for name, (shape, jit) in variants.items():
+        model = build_model(shape)
         model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
                       loss=keras.losses.CategoricalCrossentropy(from_logits=True), jit_compile=jit)
         model.fit(images[: 2 * args.batch_size], targets[: 2 * args.batch_size], batch_size=args.batch_size,
                   verbose=0)  # compiles
-        models[jit] = model
-    wall: dict[bool, list[float]] = {False: [], True: []}
-    cpu: dict[bool, list[float]] = {False: [], True: []}
+        models[name] = model
+    wall: dict[str, list[float]] = {name: [] for name in models}
+    cpu: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.rounds):
-        for jit, model in models.items():
+        for name, model in models.items():
             w, c = time.perf_counter(), time.process_time()
             model.fit(images, targets, batch_size=args.batch_size, verbose=0)
-            wall[jit].append(1000 * (time.perf_counter() - w) / args.steps)
-            cpu[jit].append(1000 * (time.process_time() - c) / args.steps)
+            wall[name].append(1000 * (time.perf_counter() - w) / args.steps)
+            cpu[name].append(1000 * (time.process_time() - c) / args.steps)
     print(f"{args.rounds} rounds of {args.steps} steps, batch {args.batch_size}; medians, ms per step")
-    print("| jit_compile | wall | CPU |")
-    print("|---|---:|---:|")
-    for jit in (False, True):
-        print(f"| {jit} | {statistics.median(wall[jit]):.0f} | {statistics.median(cpu[jit]):.0f} |")
-    print(f"XLA / no XLA: wall {statistics.median(wall[True]) / statistics.median(wall[False]):.2f}x, "
-          f"CPU {statistics.median(cpu[True]) / statistics.median(cpu[False]):.2f}x")
+    print("| variant | params | M MACs/image | wall | CPU |")
+    print("|---|---:|---:|---:|---:|")
+    for name, model in models.items():
+        print(f"| {name} | {model.count_params():,} | {count_macs(model) / 1e6:.1f} | "
+              f"{statistics.median(wall[name]):.0f} | {statistics.median(cpu[name]):.0f} |")
+    first, second = models
+    print(f"{second} / {first}: wall {statistics.median(wall[second]) / statistics.median(wall[first]):.2f}x, "
+          f"CPU {statistics.median(cpu[second]) / statistics.median(cpu[first]):.2f}x")
 
 
 if __name__ == "__main__":
