@@ -19,13 +19,24 @@ import statistics
 import time
 
 
+def stages(text: str) -> tuple[tuple[int, ...], ...]:
+    """`32/64,64/128,128,128` -> ((32,), (64, 64), (128, 128, 128)); argparse turns the error into one line."""
+    try:
+        shape = tuple(tuple(int(width) for width in stage.split(",")) for stage in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want channels per conv, e.g. 32/64,64/128,128,128") from None
+    if any(width < 1 for stage in shape for width in stage):
+        raise argparse.ArgumentTypeError(f"{text!r}: every conv needs at least one channel")
+    return shape
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--stages", help="Compare the default network (no XLA) with this shape instead: channels "
-                                         "per conv, commas within a stage, slashes between stages.")
+    parser.add_argument("--stages", type=stages, help="Compare the default network (no XLA) with this shape "
+                        "instead: channels per conv, commas within a stage, slashes between stages.")
     args = parser.parse_args()
 
     import keras
@@ -39,8 +50,8 @@ def main() -> None:
     targets = np.eye(10, dtype="float32")[rng.integers(0, 10, size=n)]
     default = ModelConfig()
     if args.stages:
-        other = ModelConfig(stages=tuple(tuple(int(c) for c in stage.split(",")) for stage in args.stages.split("/")))
-        variants = {"default network": (default, False), f"stages {args.stages}": (other, False)}
+        shown = "/".join(",".join(map(str, stage)) for stage in args.stages)
+        variants = {"default network": (default, False), f"stages {shown}": (ModelConfig(stages=args.stages), False)}
     else:
         variants = {"jit_compile False": (default, False), "jit_compile True": (default, True)}
     models = {}
