@@ -14,7 +14,7 @@ import typer
 from fmnist_edge.exits import EXIT_INTERRUPTED
 from fmnist_edge.options import TRAIN_OUT, DataDir, Verbose, fail, progress, require
 from fmnist_edge.quiet import quiet_unless_verbose
-from fmnist_edge.runtime.errors import FmnistEdgeError
+from fmnist_edge.runtime.errors import FmnistEdgeError, UsageError
 
 
 class Selection(str, Enum):
@@ -74,8 +74,8 @@ def fetch_photos_cmd(
 
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
-_TRAINING_OPTIONS = ("epochs", "seed", "photos", "photo_fraction", "init", "lr", "freeze_bn", "teacher", "distill",
-                     "select", "subset", "batch_size", "force")
+_TRAINING_OPTIONS = ("epochs", "seed", "stages", "photos", "photo_fraction", "init", "lr", "freeze_bn", "teacher",
+                     "distill", "select", "subset", "batch_size", "force")
 
 
 @quiet_unless_verbose
@@ -84,6 +84,12 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
     seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = TRAIN_OUT,
+    stages: Annotated[
+        str | None,
+        typer.Option(metavar="CHANNELS", help="The network's shape: channels per 3x3 conv, commas within a stage, "
+                     "slashes between stages (2x2 max-pooling between them), e.g. 32/64,64/128,128,128. "
+                     "Default: the shipped model's. Must stay under 500,000 parameters.")
+    ] = None,
     photos: Annotated[
         Path | None,
         typer.Option(help="Folder of labelled photos (labels.csv with a split column): the `train` photos are "
@@ -144,7 +150,9 @@ def train(
             names = ", ".join("--" + name.replace("_", "-") for name in given)
             raise fail(FmnistEdgeError(f"--resume takes every setting from the run's record; drop {names}"))
     try:
+        shape = None if stages is None else _stages(stages, init)
         require("tensorflow", "tensorflow", "train")
+        from fmnist_edge.train.model import ModelConfig
         from fmnist_edge.train.train import TrainConfig
         from fmnist_edge.train.train import resume as resume_training
         from fmnist_edge.train.train import train as run_training
@@ -154,7 +162,8 @@ def train(
             select = Selection(record["config"]["select"])
 
         else:
-            cfg = TrainConfig(epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
+            model = ModelConfig() if shape is None else ModelConfig(stages=shape)
+            cfg = TrainConfig(model=model, epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
                               photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
                               freeze_batchnorm=freeze_bn and init is not None,
                               distill=distill if init is not None or teacher is not None else 0.0,
@@ -175,6 +184,17 @@ def train(
         f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
         f"{record['wall_seconds'] / 60:.1f} min, peak RSS {record['peak_rss_mb']:.0f} MB -> {out}"
     )
+
+
+def _stages(text: str, init: Path | None) -> tuple[tuple[int, ...], ...]:
+    from fmnist_edge.train.model import parse_stages
+
+    if init is not None:
+        raise UsageError("--stages shapes a new network; --init continues a trained one in its own shape")
+    try:
+        return parse_stages(text)
+    except ValueError as exc:
+        raise UsageError(f"--stages {exc}") from None
 
 
 @quiet_unless_verbose

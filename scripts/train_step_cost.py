@@ -20,14 +20,13 @@ import time
 
 
 def stages(text: str) -> tuple[tuple[int, ...], ...]:
-    """`32/64,64/128,128,128` -> ((32,), (64, 64), (128, 128, 128)); argparse turns the error into one line."""
+    """argparse's type for --stages: a malformed shape becomes one usage line."""
+    from fmnist_edge.train.model import parse_stages
+
     try:
-        shape = tuple(tuple(int(width) for width in stage.split(",")) for stage in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: want channels per conv, e.g. 32/64,64/128,128,128") from None
-    if any(width < 1 for stage in shape for width in stage):
-        raise argparse.ArgumentTypeError(f"{text!r}: every conv needs at least one channel")
-    return shape
+        return parse_stages(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main() -> None:
@@ -42,7 +41,7 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from fmnist_edge.train.model import ModelConfig, build_model, count_macs
+    from fmnist_edge.train.model import ModelConfig, build_model, count_macs, format_stages
 
     rng = np.random.default_rng(0)
     n = args.steps * args.batch_size
@@ -50,7 +49,7 @@ def main() -> None:
     targets = np.eye(10, dtype="float32")[rng.integers(0, 10, size=n)]
     default = ModelConfig()
     if args.stages:
-        shown = "/".join(",".join(map(str, stage)) for stage in args.stages)
+        shown = format_stages(args.stages)
         variants = {"default network": (default, False), f"stages {shown}": (ModelConfig(stages=args.stages), False)}
     else:
         variants = {"jit_compile False": (default, False), "jit_compile True": (default, True)}

@@ -91,6 +91,42 @@ def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Pa
 
 
 @needs_tensorflow
+@pytest.mark.parametrize("text", ["32/64,64/128,128,128", "32/80,80/128,128,128", "8/16,16", "4"])
+def test_the_parameter_count_checked_before_training_is_keras_s(text: str) -> None:
+    from fmnist_edge.train.model import ModelConfig, build_model, param_count, parse_stages
+
+    config = ModelConfig(stages=parse_stages(text))
+    assert param_count(config) == build_model(config).count_params()
+
+
+@needs_tensorflow
+def test_a_network_shape_from_the_command_line_is_trained_and_recorded(tmp_path: Path) -> None:
+    from fmnist_edge.train.model import ModelConfig, param_count
+
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--stages", "8/16,16",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
+    assert record["config"]["model"]["stages"] == [[8], [16, 16]]
+    assert record["params"] == param_count(ModelConfig(stages=((8,), (16, 16))))
+
+
+@needs_tensorflow
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--stages", "32/sixty"], "want channels per conv"),
+    (["--stages", "32/0"], "at least one channel"),
+    (["--stages", "256,256/256,256"], "the limit is 500000"),
+    (["--stages", "8", "--init", "artifacts/fmnist_cnn.keras"], "--init continues a trained one"),
+])
+def test_a_bad_network_shape_is_one_line_before_any_data_is_read(tmp_path: Path, extra: list[str], says: str) -> None:
+    no_data = tmp_path / "no-data"  # were the data read first, the error would be about this folder
+    result = CliRunner().invoke(app, ["train", *extra, "--data-dir", str(no_data), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@needs_tensorflow
 def test_a_teacher_s_answers_become_part_of_the_dataset_targets(tmp_path: Path) -> None:
     from fmnist_edge.train import loop
     from fmnist_edge.train.train import Data, TrainConfig

@@ -22,6 +22,36 @@ class ModelConfig:
     dropout: float = 0.2
 
 
+def parse_stages(text: str) -> tuple[tuple[int, ...], ...]:
+    """`32/64,64/128,128,128` -> ((32,), (64, 64), (128, 128, 128)): the shape as a command line gives it."""
+    try:
+        shape = tuple(tuple(int(width) for width in stage.split(",")) for stage in text.split("/"))
+    except ValueError:
+        raise ValueError(f"{text!r}: want channels per conv, commas within a stage and slashes between "
+                         "stages, e.g. 32/64,64/128,128,128") from None
+    if any(width < 1 for stage in shape for width in stage):
+        raise ValueError(f"{text!r}: every conv needs at least one channel")
+    return shape
+
+
+def format_stages(stages: tuple[tuple[int, ...], ...]) -> str:
+    """The inverse of parse_stages."""
+    return "/".join(",".join(map(str, stage)) for stage in stages)
+
+
+def param_count(config: ModelConfig) -> int:
+    """What build_model(config).count_params() returns, without TensorFlow: checked before data loads.
+
+    Per conv: 3x3 kernels without bias, then BatchNorm's four vectors; then the dense layer with bias.
+    """
+    count, channels = 0, INPUT_SHAPE[-1]
+    for widths in config.stages:
+        for width in widths:
+            count += 9 * channels * width + 4 * width
+            channels = width
+    return count + channels * NUM_CLASSES + NUM_CLASSES
+
+
 def build_model(config: ModelConfig = ModelConfig(), name: str = "fmnist_cnn"):
     """Build the Keras model. Input: raw pixels 0..255, float32 NHWC. Output: 10 logits."""
     import keras

@@ -31,7 +31,7 @@ from fmnist_edge.runtime.formats import MODEL_STEM, by_name
 from fmnist_edge.runtime.machine import peak_rss_mb
 from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig
-from fmnist_edge.train.model import PARAM_LIMIT, ModelConfig, count_macs
+from fmnist_edge.train.model import PARAM_LIMIT, ModelConfig, count_macs, format_stages, param_count
 from fmnist_edge.train.photo_augment import PhotoAugmentConfig
 from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split, with_variants
 from fmnist_edge.train.provenance import git_commit, versions
@@ -105,6 +105,9 @@ def train(
         raise ModelError(f"{teacher}: no such model to learn from")
     if teacher is not None and cfg.distill == 0:
         raise FmnistEdgeError("a teacher needs a distillation weight above 0")
+    if init is None and param_count(cfg.model) >= PARAM_LIMIT:  # before minutes of loading data
+        raise FmnistEdgeError(f"stages {format_stages(cfg.model.stages)} make a model of "
+                              f"{param_count(cfg.model)} parameters; the limit is {PARAM_LIMIT}")
     started = time.time()
     # The code that runs is the code at start: edits made while the photos load must not be recorded as it.
     commit = git_commit(Path(__file__).resolve().parent)
