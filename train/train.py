@@ -54,7 +54,7 @@ class TrainConfig:
     seed: int = 0
     subset: int | None = None  # train on the first N shuffled images (smoke runs)
     jit_compile: bool = False  # XLA on the CPU: 1.6x the CPU time per step of TF's oneDNN kernels (measured)
-    photo_fraction: float = 0.2  # of each batch, when training with photos
+    photo_fraction: float = 0.1  # of each batch, when training with photos
     photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
     freeze_batchnorm: bool = False  # fine-tuning (--init): keep the BatchNorm statistics of the model we start from
     distill: float = 0.0  # weight of the teacher's answers (--teacher, or the --init model) in the dataset targets
