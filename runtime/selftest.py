@@ -7,12 +7,13 @@ Three checks on the golden images (runtime/golden.py):
 
 For the very file the golden scores came from, 1 and 2 have two levels. Identical: every top-1 and
 every score within SCORE_TOLERANCE, which is what the export's own kernels give (LiteRT's XNNPACK
-int8 kernels, on any thread count). One quantization step: interpreters that run the int8 model on
-other kernels (tflite-runtime 2.14's reference kernels, LiteRT where XNNPACK is unavailable) round
-some accumulators the other way, which moves a score by exactly one output quantization step
-(0.033 for the shipped model) on most images and can flip a near tie. That is still the same
-model: it passes when every score is within one step and at least TOP1_FLOOR of top-1 agree, and
-the summary says which level was met. A wrong kernel, a misread weight or a broken preprocessing
+int8 kernels, on any thread count). Within OTHER_KERNEL_STEPS quantization steps: interpreters that
+run the int8 model on other kernels (tflite-runtime 2.14's reference kernels, LiteRT where XNNPACK
+is unavailable) round some layers' requantization the other way, and those one-level differences
+carry through the network to the output, moving scores by whole output quantization steps and
+flipping an occasional near tie. That is still the same model: it passes when every score is
+within OTHER_KERNEL_STEPS steps and at least TOP1_FLOOR of top-1 agree, and the summary says which
+level was met and by how many steps. A wrong kernel, a misread weight or a broken preprocessing
 moves scores by many steps. The step is read off the golden scores themselves (dequantized int8
 outputs are whole multiples of it), so no other file has to agree with them.
 
@@ -42,12 +43,17 @@ from fmnist_edge.runtime.manifest import manifest_beside, sha256_file
 
 # Same file, same interpreter: the int8 kernels are integer arithmetic, and LiteRT 2.3.0 gave
 # bit-identical scores at 1, 2, 3, 4 and 8 threads and at batch 1 and 100 (max |Δ| 0.0 on this
-# x86 machine). Any real difference on an int8 output is a whole quantization step (0.033 for
-# the shipped model, 330x this bound), so 1e-4 demands identical int8 outputs while leaving
+# x86 machine). Any real difference on an int8 output is a whole quantization step (0.035 for
+# the shipped model, 350x this bound), so 1e-4 demands identical int8 outputs while leaving
 # room for float rounding in a float model's kernels should a golden file ever come from one.
 SCORE_TOLERANCE = 1e-4
-# Other int8 kernels than the export's (the module docstring): the share of top-1 that must still agree.
+# Other int8 kernels than the export's (the module docstring): the share of top-1 that must still agree,
+# and how many output quantization steps a score may move. Measured on the golden images: LiteRT's
+# kernels without XNNPACK (tflite-runtime's) move 24% of the shipped model's scores by one step and
+# 0.4% by two (the dataset-only model before it: one at most); LiteRT's other ARM kernels moved
+# that model's by up to two. A kernel that computes something else moves them by tens of steps.
 TOP1_FLOOR = 0.99
+OTHER_KERNEL_STEPS = 2
 
 
 def quantization_step(scores: np.ndarray) -> float | None:
@@ -75,7 +81,7 @@ class SelftestResult:
     preprocess_identical: int
     problems: list[str] = field(default_factory=list)
     float_tolerance: float | None = None  # set when a float model was judged against int8 golden scores
-    step: float | None = None  # set when the golden model passed within one quantization step, not identically
+    step: float | None = None  # set when the golden model was judged by quantization steps, not as identical
     verified: bool = True  # False: no manifest beside the model, so its hash was not checked
 
     @property
@@ -90,7 +96,8 @@ class SelftestResult:
     def summary(self) -> str:
         """The one line the CLI prints."""
         if self.same_model and self.step is not None and self.ok:  # a failed line must not claim the step
-            top1 = (f"{self.agree}/{self.total} top-1, within one quantization step ({self.step:.3g}) of the golden "
+            steps = max(1, round(self.max_abs_diff / self.step))
+            top1 = (f"{self.agree}/{self.total} top-1, within {_steps(steps)} ({self.step:.3g} each) of the golden "
                     "scores: other int8 kernels than the export's")
         elif self.same_model:
             top1 = f"{self.agree}/{self.total} top-1"
@@ -156,13 +163,13 @@ def run_selftest(
     identical_scores = agree == len(golden) and max_diff <= SCORE_TOLERANCE
     step = quantization_step(golden.scores) if same_model and not identical_scores else None
     if same_model and not identical_scores:
-        tolerance = SCORE_TOLERANCE if step is None else step + SCORE_TOLERANCE
+        tolerance = SCORE_TOLERANCE if step is None else OTHER_KERNEL_STEPS * step + SCORE_TOLERANCE
         needed = len(golden) if step is None else math.ceil(TOP1_FLOOR * len(golden))
         if agree < needed:
             problems.append(f"{len(golden) - agree}/{len(golden)} top-1 differ from the golden scores "
                             f"(at most {len(golden) - needed} may)")
         if max_diff > tolerance:
-            what = f"{SCORE_TOLERANCE:.0e}" if step is None else f"one quantization step, {step:.3g}"
+            what = f"{SCORE_TOLERANCE:.0e}" if step is None else f"{_steps(OTHER_KERNEL_STEPS)} of {step:.3g}"
             problems.append(f"scores differ by up to {max_diff:.1e} (tolerance {what})")
     float_only = "int8" not in registry.row(classifier.backend.name).precisions
     rule = float_rule(classifier.path, golden) if float_only and not same_model else None
@@ -173,3 +180,7 @@ def run_selftest(
     return SelftestResult(classifier.path, classifier.backend.name, same_model, agree, len(golden), max_diff,
                           identical, problems, rule.tolerance if rule is not None else None, step,
                           classifier.verified)
+
+
+def _steps(count: int) -> str:
+    return f"{count} quantization step{'s' if count != 1 else ''}"
