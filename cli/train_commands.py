@@ -131,7 +131,7 @@ def train(
     data_dir: DataDir = None,
     verbose: Verbose = False,
 ) -> None:
-    """Train the compact CNN (best epoch chosen on validation data; the test set is never used).
+    """Train the compact CNN on Fashion-MNIST, and with --photos on real photos too (never on the test set).
 
     The shipped model: `fmnist-edge train --photos PHOTOS --select last` (40 epochs from scratch, a tenth
     of each batch real photos; about 100 minutes on 2 cores; `fetch-photos` gets PHOTOS). Without
