@@ -275,7 +275,7 @@ unchanged. It does not measure accuracy on your photos.
 For the bundled model the pass is one of two levels, and the line says which. Identical: every
 top-1 matches and no score moves by more than 1e-4 (the export's own XNNPACK kernels). Within a
 few quantization steps: interpreters whose int8 kernels round differently (tflite-runtime's reference
-kernels, LiteRT without XNNPACK) may move each score by up to 2 output quantization steps (0.035 each)
+kernels, LiteRT without XNNPACK) may move each score by up to 2 output quantization steps (0.033 each)
 and flip at most 1 in 100 near ties. The numpy backend runs the float model, so it is judged by a
 looser rule: every score within the distance export measured between the int8 and float models
 (their manifest `max_abs_diff`s, plus 1e-4), and the golden top-1 wherever the golden scores
