@@ -134,7 +134,7 @@ def train(
     """Train the compact CNN on Fashion-MNIST, and with --photos on real photos too (never on the test set).
 
     The shipped model: `fmnist-edge train --photos PHOTOS --select last` (40 epochs from scratch, a tenth
-    of each batch real photos; about 100 minutes on 2 cores; `fetch-photos` gets PHOTOS). Without
+    of each batch real photos; 65 to 100 minutes on 2 cores; `fetch-photos` gets PHOTOS). Without
     --photos it trains on Fashion-MNIST alone. Fine-tune instead with `--init MODEL --photos PHOTOS
     --epochs 5 --lr 0.02` (see the README for what each costs). With --photos, a bad labels file or a
     missing photo stops before training starts; an unreadable photo is skipped and counted in the
