@@ -105,9 +105,10 @@ def train(
         raise ModelError(f"{teacher}: no such model to learn from")
     if teacher is not None and cfg.distill == 0:
         raise FmnistEdgeError("a teacher needs a distillation weight above 0")
-    if init is None and param_count(cfg.model) >= PARAM_LIMIT:  # before minutes of loading data
-        raise FmnistEdgeError(f"stages {format_stages(cfg.model.stages)} make a model of "
-                              f"{param_count(cfg.model)} parameters; the limit is {PARAM_LIMIT}")
+    params = None if init is not None else param_count(cfg.model)  # an --init model is counted once built
+    if params is not None and params >= PARAM_LIMIT:  # before minutes of loading data
+        raise FmnistEdgeError(f"stages {format_stages(cfg.model.stages)} make a model of {params} parameters; "
+                              f"the limit is {PARAM_LIMIT}")
     started = time.time()
     # The code that runs is the code at start: edits made while the photos load must not be recorded as it.
     commit = git_commit(Path(__file__).resolve().parent)
