@@ -75,7 +75,7 @@ def fetch_photos_cmd(
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
 _TRAINING_OPTIONS = ("epochs", "seed", "stages", "photos", "photo_fraction", "init", "lr", "freeze_bn", "teacher",
-                     "distill", "select", "subset", "batch_size", "force")
+                     "distill", "select", "subset", "photo_subset", "batch_size", "force")
 
 
 @quiet_unless_verbose
@@ -122,6 +122,11 @@ def train(
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
     ] = None,
+    photo_subset: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --photos: train on only N of the `train` photos, each class keeping its "
+                                 "share (a learning curve: what would more photos buy?). `val` stays whole.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=2)] = 128,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     resume: Annotated[
@@ -164,7 +169,8 @@ def train(
 
         else:
             model = ModelConfig() if shape is None else ModelConfig(stages=shape)
-            cfg = TrainConfig(model=model, epochs=epochs, seed=seed, subset=subset, batch_size=batch_size, peak_lr=lr,
+            cfg = TrainConfig(model=model, epochs=epochs, seed=seed, subset=subset, photo_subset=photo_subset,
+                              batch_size=batch_size, peak_lr=lr,
                               photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
                               freeze_batchnorm=freeze_bn and init is not None,
                               distill=distill if init is not None or teacher is not None else 0.0,

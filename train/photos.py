@@ -78,6 +78,22 @@ def class_balanced_weights(labels: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
+def subset_of(photos: PhotoSplit, count: int, seed: int) -> PhotoSplit:
+    """`count` of the photos, each class keeping its share (at least one photo): the smaller training
+    sets of a learning curve, which measures what more photos would buy. The same seed gives nested
+    subsets (the 137 photos of a smaller set are among the 274 of a larger one)."""
+    if not 0 < count <= len(photos.files):
+        raise FmnistEdgeError(f"photo subset {count}: must be between 1 and the {len(photos.files)} training photos")
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in np.unique(photos.labels):
+        members = rng.permutation(np.flatnonzero(photos.labels == label))
+        keep.extend(members[: max(1, round(count * len(members) / len(photos.files)))].tolist())
+    keep.sort()
+    return PhotoSplit(photos.images[keep], photos.labels[keep], tuple(photos.files[i] for i in keep),
+                      photos.unreadable)
+
+
 def with_variants(folder: Path, photos: PhotoSplit, count: int, seed: int,
                   jitter: PhotoJitter = PhotoJitter(), workers: int = 1) -> PhotoSplit:
     """`photos` with `count` jittered re-preprocessings of each photo (see the module docstring).

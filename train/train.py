@@ -33,7 +33,7 @@ from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.augment import AugmentConfig
 from fmnist_edge.train.model import PARAM_LIMIT, ModelConfig, count_macs, format_stages, param_count
 from fmnist_edge.train.photo_augment import PhotoAugmentConfig
-from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split, with_variants
+from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split, subset_of, with_variants
 from fmnist_edge.train.provenance import git_commit, versions
 
 MODEL_FILE = by_name("keras").filename
@@ -55,6 +55,7 @@ class TrainConfig:
     subset: int | None = None  # train on the first N shuffled images (smoke runs)
     jit_compile: bool = False  # XLA on the CPU: 1.6x the CPU time per step of TF's oneDNN kernels (measured)
     photo_fraction: float = 0.1  # of each batch, when training with photos
+    photo_subset: int | None = None  # train on N of the training photos, by class share (learning curves)
     photo_variants: int = 8  # jittered re-preprocessings of each training photo (train/photos.py)
     freeze_batchnorm: bool = False  # fine-tuning (--init): keep the BatchNorm statistics of the model we start from
     distill: float = 0.0  # weight of the teacher's answers (--teacher, or the --init model) in the dataset targets
@@ -245,12 +246,16 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
     record: dict = {"train_size": len(train_x), "val_size": len(val_x), "data_source": str(ds.source),
                     "data_sha256": ds.sha256, "photos": None}
     if photos is None:
+        if cfg.photo_subset is not None:
+            raise FmnistEdgeError("a photo subset needs photos to take it from (--photos)")
         return Data(train_x, train_y, val_x, val_y), record
     if not 0.0 < cfg.photo_fraction < 1.0:
         raise FmnistEdgeError(f"photo fraction {cfg.photo_fraction} must be between 0 and 1")
     log(f"preprocessing the photos in {photos} ...")
     photo_train = load_split(photos, TRAIN_SPLIT, log)
     photo_val = load_split(photos, VAL_SPLIT, log)
+    if cfg.photo_subset is not None:
+        photo_train = subset_of(photo_train, cfg.photo_subset, cfg.seed)
     if cfg.photo_variants:
         log(f"making {cfg.photo_variants} jittered variants of each training photo ...")
         photo_train = with_variants(photos, photo_train, cfg.photo_variants, cfg.seed, workers=cores())
