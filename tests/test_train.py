@@ -155,6 +155,8 @@ def test_training_with_a_teacher_records_which_model_taught(tmp_path: Path) -> N
 
 @needs_tensorflow
 def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch) -> None:
+    import keras
+
     from fmnist_edge.train import loop
 
     finish_epoch = loop.Recorder.on_epoch_end
@@ -180,6 +182,17 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_
     assert [row["lr"] for row in record["history"]] == pytest.approx([0.1, 0.05, 0.0], abs=1e-6)
     assert [entry["after_epoch"] for entry in record["resumed"]] == [1]
     assert not (tmp_path / "fmnist_cnn.last.keras").exists()  # a completed run keeps no resume state
+
+    # ... and it is the run that never stopped: the same epochs, the same weights to the bit.
+    whole = tmp_path / "whole"
+    assert CliRunner().invoke(app, [*args[:-1], str(whole)]).exit_code == 0
+    uninterrupted = json.loads((whole / "fmnist_cnn.training.json").read_text())
+    drop = ("seconds",)
+    assert [{k: v for k, v in row.items() if k not in drop} for row in record["history"]] == \
+        [{k: v for k, v in row.items() if k not in drop} for row in uninterrupted["history"]]
+    for a, b in zip(keras.saving.load_model(tmp_path / "fmnist_cnn.keras").get_weights(),
+                    keras.saving.load_model(whole / "fmnist_cnn.keras").get_weights(), strict=True):
+        assert np.array_equal(a, b)
 
     again = CliRunner().invoke(app, ["train", "--resume", "--out", str(tmp_path)])
     assert again.exit_code == 2 and "nothing to resume" in again.stderr

@@ -38,6 +38,26 @@ def resumed_model(cfg, checkpoint: Path) -> tuple[keras.Model, list[np.ndarray]]
     return model, state
 
 
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """The state of each random stream inside the model (Dropout's). A .keras file does not keep it,
+    so each epoch's record does: a resumed run then draws the dropout masks the uninterrupted run
+    would have drawn, and ends with the same weights."""
+    return [v.numpy().tolist() for v in _seed_variables(model)]
+
+
+def restore_seed_states(model: keras.Model, states: list[list[int]], checkpoint: Path) -> None:
+    variables = _seed_variables(model)
+    if len(variables) != len(states):
+        raise ModelError(f"{checkpoint}: the record holds {len(states)} random streams, the model "
+                         f"{len(variables)}; cannot resume")
+    for variable, state in zip(variables, states, strict=True):
+        variable.assign(np.asarray(state, dtype=variable.dtype))
+
+
+def _seed_variables(model: keras.Model) -> list:
+    return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+
+
 def _frozen_as_configured(model: keras.Model, cfg) -> keras.Model:
     if cfg.freeze_batchnorm:
         # A frozen BatchNormalization layer runs in inference mode: it keeps the dataset's statistics
@@ -210,6 +230,7 @@ class Recorder(keras.callbacks.Callback):
             row["photo_val_accuracy"] = round(
                 mirror_accuracy(self.model, self.data.photos_val.images, self.data.photos_val.labels), 5)
         self.record["history"].append(row)
+        self.record["seed_states"] = seed_states(self.model)
         score = self._score(row)
         improved = score > self.best
         if improved:

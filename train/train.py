@@ -200,6 +200,10 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: dict, started: flo
     )
     if saved_optimizer is not None:
         loop.restore_optimizer(optimizer, model, saved_optimizer, start, expected_step=first_epoch * len(batches))
+    if resuming and "seed_states" in record:
+        loop.restore_seed_states(model, record["seed_states"], start)
+    elif resuming:  # a record written before the streams were saved
+        log("the record holds no dropout state: the epochs after resuming differ slightly from an uninterrupted run")
     record_path = out_dir / RECORD_FILE
     recorder = loop.Recorder(data, record, out_dir / MODEL_FILE, lambda: _write_record(record, record_path, started),
                              schedule, optimizer, log, keep_last=cfg.select == "last",
