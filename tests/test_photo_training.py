@@ -16,7 +16,7 @@ from fmnist_edge.app import app
 from fmnist_edge.runtime.errors import FmnistEdgeError
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.train.photo_augment import PhotoAugmentConfig, augment_photos
-from fmnist_edge.train.photos import class_balanced_weights, load_split
+from fmnist_edge.train.photos import PhotoSplit, class_balanced_weights, load_split, subset_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GOOD = "file,label,split\nphoto_tshirt.jpg,0,train\nphoto_ankle_boot.jpg,9,val\n"
@@ -93,6 +93,18 @@ def test_class_balanced_sampling_draws_rare_classes_as_often() -> None:
     assert weights[labels == 9].sum() == pytest.approx(0.5)
 
 
+def test_a_photo_subset_keeps_each_class_share_and_grows_by_adding_photos() -> None:
+    labels = np.array([0] * 100 + [3] * 80 + [9] * 20)
+    photos = PhotoSplit(np.zeros((200, 28, 28), np.uint8), labels, tuple(f"{i}.jpg" for i in range(200)))
+    small, large = subset_of(photos, 50, seed=4), subset_of(photos, 100, seed=4)
+    assert np.bincount(small.labels).tolist() == [25, 0, 0, 20, 0, 0, 0, 0, 0, 5]
+    assert len(large.files) == 100 and set(small.files) < set(large.files)  # nested: a learning curve adds photos
+    assert subset_of(photos, 2, seed=4).labels.tolist() == [0, 3, 9]  # every class keeps at least one photo
+    assert subset_of(photos, 200, seed=4).files == photos.files
+    with pytest.raises(FmnistEdgeError, match="between 1 and the 200 training photos"):
+        subset_of(photos, 201, seed=4)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
 def test_train_with_photos_records_photo_accuracy_each_epoch(tmp_path: Path) -> None:
     folder = photo_folder(tmp_path / "photos")
@@ -104,6 +116,13 @@ def test_train_with_photos_records_photo_accuracy_each_epoch(tmp_path: Path) -> 
     assert record["photos"]["train"] == 1 and record["photos"]["val"] == 1
     assert [len(row) and "photo_val_accuracy" in row for row in record["history"]] == [True, True]
     assert record["best_photo_val_accuracy"] in {row["photo_val_accuracy"] for row in record["history"]}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
+def test_a_photo_subset_without_photos_is_refused_before_training(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--photo-subset", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "needs photos" in result.stderr and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")

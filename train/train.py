@@ -104,6 +104,8 @@ def train(
     teacher = teacher or (init if cfg.distill > 0 else None)
     if teacher is not None and not teacher.is_file():
         raise ModelError(f"{teacher}: no such model to learn from")
+    if cfg.photo_subset is not None and photos is None:
+        raise FmnistEdgeError("a photo subset needs photos to take it from (--photos)")
     if teacher is not None and cfg.distill == 0:
         raise FmnistEdgeError("a teacher needs a distillation weight above 0")
     params = None if init is not None else param_count(cfg.model)  # an --init model is counted once built
@@ -250,8 +252,6 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
     record: dict = {"train_size": len(train_x), "val_size": len(val_x), "data_source": str(ds.source),
                     "data_sha256": ds.sha256, "photos": None}
     if photos is None:
-        if cfg.photo_subset is not None:
-            raise FmnistEdgeError("a photo subset needs photos to take it from (--photos)")
         return Data(train_x, train_y, val_x, val_y), record
     if not 0.0 < cfg.photo_fraction < 1.0:
         raise FmnistEdgeError(f"photo fraction {cfg.photo_fraction} must be between 0 and 1")
