@@ -119,6 +119,37 @@ def test_train_with_photos_records_photo_accuracy_each_epoch(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
+def test_a_photo_run_resumes_from_another_folder_and_refuses_changed_photos(tmp_path: Path, monkeypatch) -> None:
+    from fmnist_edge.train import loop
+
+    finish_epoch = loop.Recorder.on_epoch_end
+
+    def stop_after_the_first_epoch(self, epoch, logs=None):
+        finish_epoch(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    photo_folder(tmp_path / "photos")
+    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # started with a relative --photos ...
+    monkeypatch.setattr(loop.Recorder, "on_epoch_end", stop_after_the_first_epoch)
+    args = ["train", "--subset", "256", "--epochs", "2", "--photos", "photos", "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 130
+    monkeypatch.setattr(loop.Recorder, "on_epoch_end", finish_epoch)
+    monkeypatch.chdir(tmp_path / "photos")  # ... resumed from elsewhere: "photos" is not here
+
+    labels = tmp_path / "photos" / "labels.csv"
+    labels.write_text(GOOD.replace(",0,train", ",3,train"), encoding="utf-8")
+    changed = CliRunner().invoke(app, ["train", "--resume", "--out", str(out)])
+    assert changed.exit_code == 2 and "labels.csv: changed since the run started" in changed.stderr
+
+    labels.write_text(GOOD, encoding="utf-8")
+    resumed = CliRunner().invoke(app, ["train", "--resume", "--out", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads((out / "fmnist_cnn.training.json").read_text())
+    assert record["status"] == "completed" and len(record["history"]) == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
 def test_a_photo_subset_without_photos_is_refused_before_training(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--photo-subset", "10", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "needs photos" in result.stderr and "Traceback" not in result.output

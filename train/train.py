@@ -233,17 +233,19 @@ def config_from_record(saved: dict) -> TrainConfig:
 
 
 def _same_file(entry: dict | None, path_key: str, hash_key: str, hashed=lambda p: p) -> Path | None:
-    """A file or folder named in the record, refused unless it still hashes as it did."""
+    """A file or folder named in the record, refused unless it still hashes as it did. It is looked
+    for as it was given (relative to the folder the run is resumed from), then where it was then."""
     if entry is None:
         return None
-    path = Path(entry[path_key])
-    target = hashed(path)
-    if not target.is_file():
-        raise FmnistEdgeError(f"{target}: named by the training record but not found (resume from the folder "
-                              "the run was started in)")
-    if hashlib.sha256(target.read_bytes()).hexdigest() != entry[hash_key]:
-        raise FmnistEdgeError(f"{target}: changed since the run started; resuming would train on other data")
-    return path
+    given = Path(entry[path_key])
+    present = [p for p in dict.fromkeys((given, Path(entry.get("absolute", given)))) if hashed(p).is_file()]
+    if not present:
+        where = f" or {entry['absolute']}" if "absolute" in entry else " (resume from the folder the run started in)"
+        raise FmnistEdgeError(f"{hashed(given)}: named by the training record but not found{where}")
+    for path in present:
+        if hashlib.sha256(hashed(path).read_bytes()).hexdigest() == entry[hash_key]:
+            return path
+    raise FmnistEdgeError(f"{hashed(present[0])}: changed since the run started; resuming would train on other data")
 
 
 def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log) -> tuple[Data, dict]:
@@ -266,6 +268,7 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
     labels_file = photos / "labels.csv"
     record["photos"] = {
         "dir": str(photos),
+        "absolute": str(photos.resolve()),
         "labels_sha256": hashlib.sha256(labels_file.read_bytes()).hexdigest(),
         "train": len(photo_train.files),
         "val": len(photo_val.files),
@@ -279,7 +282,8 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
 def _file_record(path: Path | None) -> dict | None:
     if path is None:
         return None
-    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"file": str(path), "absolute": str(path.resolve()),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _write_record(record: dict, path: Path, started: float) -> None:
