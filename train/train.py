@@ -260,6 +260,7 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
     log(f"preprocessing the photos in {photos} ...")
     photo_train = load_split(photos, TRAIN_SPLIT, log)
     photo_val = load_split(photos, VAL_SPLIT, log)
+    readable = len(photo_train.files)
     if cfg.photo_subset is not None:
         photo_train = subset_of(photo_train, cfg.photo_subset, cfg.seed)
     if cfg.photo_variants:
@@ -274,7 +275,8 @@ def load_data(cfg: TrainConfig, data_dir: Path | None, photos: Path | None, log)
         "val": len(photo_val.files),
         "unreadable": [*photo_train.unreadable, *photo_val.unreadable],
     }
-    log(f"photos: {len(photo_train.files)} train, {len(photo_val.files)} val, "
+    of = f" (of {readable})" if len(photo_train.files) < readable else ""
+    log(f"photos: {len(photo_train.files)} train{of}, {len(photo_val.files)} val, "
         f"{len(record['photos']['unreadable'])} unreadable")
     return Data(train_x, train_y, val_x, val_y, photo_train, photo_val), record
 
