@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +181,28 @@ def test_a_missing_model_to_start_from_is_one_line_and_exit_2(tmp_path: Path, co
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "nope.keras" in result.stderr and "Traceback" not in result.output
+
+
+def _finished_run(folder: Path, photos: int, photo_val: float) -> None:
+    folder.mkdir(parents=True)
+    record = {"status": "completed", "photos": {"train": photos}, "wall_seconds": 60.0,
+              "history": [{"val_accuracy": 0.9, "photo_val_accuracy": photo_val}]}
+    (folder / "fmnist_cnn.training.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize(("accuracies", "says"), [
+    ((0.50, 0.55, 0.60, 0.65), "+5.0 ± 0.0 points per doubling"),
+    ((0.60, 0.62, 0.58, 0.61), "not clearly above zero"),
+])
+def test_the_learning_curve_reads_finished_runs_and_their_slope(tmp_path: Path, accuracies, says: str) -> None:
+    sizes = (50, 100, 200, 400)
+    for size, accuracy in zip(sizes, accuracies, strict=True):
+        _finished_run(tmp_path / f"n{size}-s0", size, accuracy)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "photo_learning_curve.py"
+    # Every run is finished, so nothing trains (a missing photo folder would fail if it did).
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "no-photos"), "--out", str(tmp_path),
+                             "--sizes", ",".join(map(str, sizes)), "--seeds", "0"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "| 400 | 0 | " in result.stdout and says in result.stdout
+    if accuracies[0] == 0.50:  # 50% at 50 photos, +5 points per doubling: 75% at 50 * 2**5 photos
+        assert "75% at about 1600 training photos" in result.stdout
