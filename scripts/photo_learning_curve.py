@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RECORD = "fmnist_cnn.training.json"
+from fmnist_edge.train.train import RECORD_FILE
 
 
 def numbers(text: str) -> list[int]:
@@ -37,7 +37,7 @@ def numbers(text: str) -> list[int]:
 
 def finished(run: Path) -> dict | None:
     try:
-        record = json.loads((run / RECORD).read_text())
+        record = json.loads((run / RECORD_FILE).read_text())
     except (OSError, ValueError):
         return None
     return record if record.get("status") == "completed" else None
