@@ -91,7 +91,7 @@ class PhotoSummary:
 
 def evaluate_photos(folder: Path, labels: Path, classifier: Classifier, split: str | None = None) -> PhotoSummary:
     """Every photo that could be read, scored; one error line for each that could not."""
-    entries = read_labels(labels, split=split)
+    entries = read_labels(labels, split=split, folder=folder)
     readable: list[tuple[str, int, np.ndarray]] = []
     errors: list[str] = []
     for row in entries:

@@ -49,7 +49,7 @@ def test_training_photos_are_the_devices_model_inputs(tmp_path: Path) -> None:
         ("file,label,split\nphoto_tshirt.jpg,0,train,extra\n", "labels.csv:2: more fields"),
         ("file,label,split\nphoto_tshirt.jpg,shoe,train\n", "labels.csv:2: label 'shoe'"),
         ("file,label,split\nphoto_tshirt.jpg,10,train\n", "labels.csv:2: label '10'"),
-        ("file,class_name,split\nphoto_tshirt.jpg,Sock,train\n", "labels.csv:2: label 'Sock'"),
+        ("file,class_name,split\nphoto_tshirt.jpg,Sock,train\n", "labels.csv:2: class_name 'Sock'"),
         ("file,label,split\nphoto_tshirt.jpg,0,train\ngone.jpg,3,train\n", "labels.csv:3: gone.jpg is missing"),
         ("file,label,split\n../photo_tshirt.jpg,0,train\n", "labels.csv:2: '../photo_tshirt.jpg' is not a plain"),
         ("file,label\nphoto_tshirt.jpg,0\n", "no 'split' column"),
