@@ -3,13 +3,15 @@
 Hashing the decompressed content (not the .gz) lets recompressed copies such as Debian's
 `dataset-fashion-mnist` pass while any change to the pixels or labels fails. Lookup order:
 an explicit directory (--data-dir or $FMNIST_EDGE_DATA), the user cache, Debian's system copy,
-then a download from the official mirror into the cache.
+then a download into the cache from the official mirror, or from $FMNIST_EDGE_MIRROR (a base URL
+holding the four files under their official names; the hashes make any mirror as good as the source).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -17,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.common.errors import DataError
+from fmnist_edge.train.download import download
 
 ENV_DATA_DIR = "FMNIST_EDGE_DATA"
 ENV_MIRROR = "FMNIST_EDGE_MIRROR"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+MAX_DOWNLOAD_BYTES = 64 << 20  # per file: the largest, train-images, is 26 MB gzipped
+DEADLINE = 900.0  # seconds per file: the 26 MB file needs 30 KB/s to make it
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class IdxFile:
     name: str
     sha256: str  # of the decompressed bytes
     shape: tuple[int, ...]
+
+    @property
+    def raw_size(self) -> int:
+        """Bytes once decompressed: the IDX header (4 bytes, then 4 per dimension) and one byte per value."""
+        return 4 + 4 * len(self.shape) + math.prod(self.shape)
 
 
 FILES: dict[str, IdxFile] = {
@@ -102,54 +111,49 @@ def locate(data_dir: Path | None = None, download: bool = True) -> Path:
     return download_all(cache_dir())
 
 
-def download_all(target: Path, mirror: str | None = None) -> Path:
-    """Download any missing file into `target`, verifying each before it takes its real name."""
-    import http.client
-    import urllib.error
-    import urllib.request
-
+def download_all(target: Path, mirror: str | None = None, deadline: float = DEADLINE) -> Path:
+    """Download any missing file into `target`; each takes its name only once its content checks out."""
+    from rich.console import Console
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     base = (mirror or os.environ.get(ENV_MIRROR) or MIRROR).rstrip("/") + "/"
-    target.mkdir(parents=True, exist_ok=True)
-    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
+    # stderr: the command's stdout stays its result
+    columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
         for spec in FILES.values():
             final = target / spec.name
             if final.is_file():
                 continue
-            url = base + spec.name
+            task = bar.add_task(spec.name, total=None)
             try:
-                with urllib.request.urlopen(url, timeout=60) as response, atomic_path(final) as tmp:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    task = bar.add_task(spec.name, total=total)
-                    with tmp.open("wb") as out:
-                        while chunk := response.read(1 << 16):
-                            out.write(chunk)
-                            bar.advance(task, len(chunk))
-                    if total is not None and tmp.stat().st_size != total:
-                        raise DataError(
-                            f"download of {url} stopped at {tmp.stat().st_size} of {total} bytes; "
-                            "run the command again"
-                        )
-                    _read_verified(tmp, spec, shown_name=spec.name)
-            # HTTPException: a connection dropped mid-chunk raises http.client.IncompleteRead.
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-                raise DataError(f"could not download {url}: {exc}; check the network or use --data-dir") from exc
+                download(
+                    base + spec.name, final, sha256=spec.sha256, max_bytes=MAX_DOWNLOAD_BYTES, deadline=deadline,
+                    digest=lambda path, spec=spec: hashlib.sha256(_decompressed(path, spec)).hexdigest(),
+                    progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+                )
+            except DataError as exc:
+                raise DataError(f"{exc}; check the network, set ${ENV_MIRROR} or use --data-dir") from None
     return target
 
 
-def _read_verified(path: Path, spec: IdxFile, shown_name: str | None = None) -> bytes:
-    shown = shown_name or str(path)
+def _decompressed(path: Path, spec: IdxFile) -> bytes:
+    """The file's content, read no further than one byte past its known size, so a gzip bomb
+    (a few MB that inflate to many GB) costs no more memory than the real file."""
+    with gzip.open(path) as fh:
+        return fh.read(spec.raw_size + 1)
+
+
+def _read_verified(path: Path, spec: IdxFile) -> bytes:
     try:
-        raw = gzip.decompress(path.read_bytes())
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raw = _decompressed(path, spec)
+    except (EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(
-            f"{shown} is truncated or not a gzip file ({exc}); delete it and fetch it again"
+            f"{path} is truncated or not a gzip file ({exc}); delete it and fetch it again"
         ) from exc
     digest = hashlib.sha256(raw).hexdigest()
     if digest != spec.sha256:
         raise DataError(
-            f"{shown} has the wrong content (sha256 {digest[:12]}…, expected {spec.sha256[:12]}…); "
+            f"{path} has the wrong content (sha256 {digest[:12]}…, expected {spec.sha256[:12]}…); "
             "delete it and fetch it again"
         )
     return raw

@@ -29,14 +29,11 @@ bytes depend on Pillow's libjpeg, so only the originals are hash-checked, not th
 from __future__ import annotations
 
 import csv
-import hashlib
-import http.client
 import io
 import os
 import re
-import urllib.error
+import tempfile
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +41,7 @@ from pathlib import Path
 from fmnist_edge.common.atomic import write_bytes_atomic, write_text_atomic
 from fmnist_edge.common.errors import DataError
 from fmnist_edge.runtime.photo_labels import LABELS_FILE
+from fmnist_edge.train.download import download
 
 ENV_MIRROR = "FMNIST_EDGE_PHOTOS_MIRROR"
 SOURCE_REPO = "alexeygrigorev/clothing-dataset"
@@ -55,8 +53,8 @@ COLUMNS = ("file", "label", "class_name", "split", "source_repo", "source_commit
            "source_sha256", "sender_id", "license", "labelled_by", "view")
 MAX_SIDE = 512
 JPEG_QUALITY = 90
-TIMEOUT = 60  # seconds per request: a stalled connection fails instead of hanging the command
 MAX_ORIGINAL_BYTES = 32 << 20  # the originals are phone photos; anything larger is not one of them
+DEADLINE = 120.0  # seconds per photo: the largest originals (a few MB) need 50 KB/s to make it
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -176,51 +174,28 @@ def _fetch_all(todo: list[PhotoSource], out: Path, record_path: Path, mirror: st
     from rich.console import Console
     from rich.progress import MofNCompleteColumn, Progress
 
-    # stderr: the command's stdout stays its one result line
-    with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(stderr=True)) as bar:
+    # stderr: the command's stdout stays its one result line. The originals are downloaded into a
+    # scratch folder, never into `out`, whose files are all converted photos.
+    with (Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(stderr=True)) as bar,
+          tempfile.TemporaryDirectory(prefix="fmnist-edge-photo-") as scratch):
         task = bar.add_task("photos", total=len(todo))
+        original = Path(scratch) / "original"
         for photo in todo:
-            url = source_url(photo, mirror)
-            original = _download(url, photo)
-            digest = hashlib.sha256(original).hexdigest()
-            if digest != photo.source_sha256:
-                raise DataError(
-                    f"{photo.file}: {url} has sha256 {digest[:12]}…, expected {photo.source_sha256[:12]}…; "
-                    "not saved (the mirror or the source serves a different file)"
-                )
+            try:
+                download(source_url(photo, mirror), original, sha256=photo.source_sha256,
+                         max_bytes=MAX_ORIGINAL_BYTES, deadline=DEADLINE)
+            except DataError as exc:
+                raise DataError(f"{photo.file}: {exc}; check the network or set ${ENV_MIRROR}; "
+                                "run again to resume") from None
             target = out / photo.file
             try:
-                write_bytes_atomic(target, convert(original, photo.file))
+                write_bytes_atomic(target, convert(original.read_bytes(), photo.file))
                 # Appended only after the photo has its name; a torn last line is ignored on reading.
                 with record_path.open("a", encoding="utf-8") as record:
                     record.write(f"{photo.source_sha256}  {photo.file}\n")
             except OSError as exc:
                 raise DataError(f"cannot write {target}: {exc.strerror or exc}") from None
             bar.advance(task)
-
-
-def _download(url: str, photo: PhotoSource) -> bytes:
-    """The whole original in memory (they are a few hundred KB): nothing touches the disk unverified."""
-    request = urllib.request.Request(url, headers={"User-Agent": "fmnist-edge fetch-photos"})
-    hint = f"check the network or set ${ENV_MIRROR}; run again to resume"
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            expected = int(response.headers.get("Content-Length") or 0) or None
-            if expected is not None and expected > MAX_ORIGINAL_BYTES:
-                raise DataError(f"{photo.file}: {url} is {expected} bytes, too large for a photo; not saved")
-            body = response.read(MAX_ORIGINAL_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise DataError(f"could not download {photo.file} from {url}: HTTP {exc.code} {exc.reason}; {hint}") from None
-    except urllib.error.URLError as exc:
-        raise DataError(f"could not download {photo.file} from {url}: {exc.reason}; {hint}") from None
-    # HTTPException: a connection dropped mid-chunk raises http.client.IncompleteRead.
-    except (http.client.HTTPException, OSError, ValueError) as exc:
-        raise DataError(f"could not download {photo.file} from {url}: {exc!r}; {hint}") from None
-    if len(body) > MAX_ORIGINAL_BYTES:
-        raise DataError(f"{photo.file}: {url} is over {MAX_ORIGINAL_BYTES} bytes, too large for a photo; not saved")
-    if expected is not None and len(body) != expected:
-        raise DataError(f"could not download {photo.file}: {url} stopped at {len(body)} of {expected} bytes; {hint}")
-    return body
 
 
 def _read_record(path: Path) -> dict[str, str]:
