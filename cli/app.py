@@ -13,6 +13,7 @@ import typer
 
 from fmnist_edge import device_commands as device
 from fmnist_edge import export_commands as export
+from fmnist_edge import serve_command
 from fmnist_edge import train_commands as train
 from fmnist_edge.exits import EXIT_OK
 
@@ -55,3 +56,4 @@ app.command("evaluate-photos")(device.evaluate_photos)
 app.command(help=device.BENCH_HELP)(device.bench)
 app.command(help=device.SELFTEST_HELP)(device.selftest)
 app.command()(device.doctor)
+app.command(help=serve_command.SERVE_HELP)(serve_command.serve)  # Starlette loads only when it runs

@@ -130,6 +130,21 @@ def _prepare(item: Input) -> tuple[np.ndarray | None, str | None]:
         return None, f"{item.shown}: cannot read the image ({type(exc).__name__}: {first_line(exc)})"
 
 
+def answer_object(shown: str, pred: Prediction, top_k: int = 1) -> dict[str, object]:
+    """The JSON object `classify --json` prints for one answered input; `serve` answers with it too,
+    so the two cannot drift apart."""
+    obj: dict[str, object] = {
+        "path": shown,
+        "index": pred.index,
+        "label": pred.label,
+        "confidence": round(pred.confidence, 4),
+        "unsure": pred.unsure,
+    }
+    if top_k > 1:
+        obj["top_k"] = [{"index": i, "label": lbl, "confidence": round(c, 4)} for i, lbl, c in pred.top_k(top_k)]
+    return obj
+
+
 class _Printer:
     """Runs the model on a batch of prepared inputs and prints their lines in input order."""
 
@@ -172,17 +187,7 @@ class _Printer:
         return failed
 
     def _json(self, item: Input, pred: Prediction) -> str:
-        obj: dict[str, object] = {
-            "path": item.shown,
-            "index": pred.index,
-            "label": pred.label,
-            "confidence": round(pred.confidence, 4),
-            "unsure": pred.unsure,
-        }
-        if self.top_k > 1:
-            obj["top_k"] = [{"index": i, "label": lbl, "confidence": round(c, 4)}
-                            for i, lbl, c in pred.top_k(self.top_k)]
-        return json.dumps(obj)
+        return json.dumps(answer_object(item.shown, pred, self.top_k))
 
     def _row(self, item: Input, pred: Prediction) -> str:
         flag = "unsure" if pred.unsure else ""

@@ -8,6 +8,7 @@ that only training and export raise live in common/errors.py, so the runtime doe
     ├── GoldenError            the selftest's golden data is corrupt or replaced              1
     │   └── MissingGoldenError the golden data is not installed (not a failed test)           2
     ├── ImageError             an input image cannot be read or is unusable                   1
+    │   └── NotAnImageError    the bytes are no image format Pillow reads (serve: 415)       1
     ├── UsageError             an option's value cannot be honoured (say, an unwritable folder)  2
     ├── ExportError (common)   export refused (existing files, bad options)                   2
     │   └── ParityError (common) a converted model disagrees with its source beyond tolerance   1
@@ -42,6 +43,10 @@ class UsageError(FmnistEdgeError):
 
 class ImageError(FmnistEdgeError):
     pass
+
+
+class NotAnImageError(ImageError):
+    """No image format at all, rather than a broken or unusable image: `serve` answers 415, not 422."""
 
 
 class MissingExtraError(FmnistEdgeError):

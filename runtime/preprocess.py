@@ -33,7 +33,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
-from fmnist_edge.runtime.errors import ImageError
+from fmnist_edge.runtime.errors import ImageError, NotAnImageError
 from fmnist_edge.runtime.spec import IMAGE_SIZE
 
 EXIF_ORIENTATION = 0x0112  # the tag's number: PIL.ExifTags.Base names it only from Pillow 9.3 on
@@ -104,7 +104,7 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{shown}: declared size is too large to decode safely") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{shown}: not an image Pillow can read") from None
+        raise NotAnImageError(f"{shown}: not an image Pillow can read") from None
     except Exception as exc:
         raise ImageError(f"{shown}: cannot decode image ({_reason(exc)})") from None
 
