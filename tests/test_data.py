@@ -125,6 +125,18 @@ class ServesWrongBytes(Quiet, BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class ServesTruncatedGzip(Quiet, BaseHTTPRequestHandler):
+    """A download that completes (Content-Length kept) of a file that was itself cut short."""
+
+    def do_GET(self) -> None:
+        whole = (DEBIAN / SMALL).read_bytes()
+        body = whole[: len(whole) // 2]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 @contextlib.contextmanager
 def serve(handler: type[BaseHTTPRequestHandler], directory: Path | None = None) -> Iterator[str]:
     """Run `handler` on an ephemeral 127.0.0.1 port in a thread and yield the base URL."""
@@ -263,7 +275,7 @@ def test_download_fetches_only_missing_files(copy: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.usefixtures("deadline")
-@pytest.mark.parametrize("handler", [HangsUpHalfway, HangsUpMidChunk, ServesWrongBytes])
+@pytest.mark.parametrize("handler", [HangsUpHalfway, HangsUpMidChunk, ServesWrongBytes, ServesTruncatedGzip])
 def test_failed_download_leaves_no_file(handler: type[BaseHTTPRequestHandler], tmp_path: Path) -> None:
     # A file under its real name would be trusted by the next run, and a stray temp file is litter.
     target = tmp_path / "cache"

@@ -138,18 +138,23 @@ def download_all(target: Path, mirror: str | None = None, deadline: float = DEAD
 
 def _decompressed(path: Path, spec: IdxFile) -> bytes:
     """The file's content, read no further than one byte past its known size, so a gzip bomb
-    (a few MB that inflate to many GB) costs no more memory than the real file."""
-    with gzip.open(path) as fh:
-        return fh.read(spec.raw_size + 1)
+    (a few MB that inflate to many GB) costs no more memory than the real file.
+
+    A damaged gzip stream is a ValueError, as download() expects of a digest; OSError is left for
+    a file that cannot be read at all."""
+    try:
+        with gzip.open(path) as fh:
+            return fh.read(spec.raw_size + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ValueError(f"truncated or not a gzip file: {exc}") from None
 
 
 def _read_verified(path: Path, spec: IdxFile) -> bytes:
     try:
         raw = _decompressed(path, spec)
-    except (EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
-        raise DataError(
-            f"{path} is truncated or not a gzip file ({exc}); delete it and fetch it again"
-        ) from exc
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path} is unreadable, truncated or not a gzip file ({exc}); "
+                        "delete it and fetch it again") from None
     digest = hashlib.sha256(raw).hexdigest()
     if digest != spec.sha256:
         raise DataError(
