@@ -25,17 +25,30 @@ class Selection(str, Enum):
 def data(data_dir: DataDir = None) -> None:
     """Find Fashion-MNIST, verify the four files' checksums and print the class counts.
 
-    Exit codes: 0 found and verified; 1 a file is missing, corrupt or cannot be downloaded.
+    Looks in --data-dir (or $FMNIST_EDGE_DATA), the user cache ($XDG_CACHE_HOME/fmnist-edge, by
+    default ~/.cache/fmnist-edge), then Debian's /usr/share/datasets/fashion-mnist; failing those,
+    downloads the four files (30 MB) into the cache from the official mirror. $FMNIST_EDGE_MIRROR
+    replaces that mirror with a base URL holding the four .gz files under their official names. A
+    file is kept only if its content passes its SHA-256; each download has a size cap and a
+    deadline, and Ctrl-C leaves no partial file.
+
+    Exit codes: 0 found and verified; 1 a file is missing, corrupt or cannot be downloaded; 2 usage
+    error (bad option); 130 interrupted.
     """
     import numpy as np
 
+    from fmnist_edge.interrupt import StopOnSignals
     from fmnist_edge.runtime.spec import CLASS_NAMES
     from fmnist_edge.train import data as fmnist_data
 
     try:
-        ds = fmnist_data.load(data_dir)
+        with StopOnSignals(raise_at_once=True):  # SIGTERM unwinds like Ctrl-C: no temp file is left
+            ds = fmnist_data.load(data_dir)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; nothing was kept of an unfinished download", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     typer.echo(f"found: {ds.source}")
     for name, digest in ds.sha256.items():
         typer.echo(f"  sha256 ok  {name}  {digest[:16]}…")
@@ -59,12 +72,20 @@ def fetch_photos_cmd(
     against the SHA-256 in the labels file shipped with fmnist-edge, then made as the project's own
     copy was (EXIF orientation, RGB, at most 512 px, JPEG). A rerun fetches only what is missing.
     Pass the resulting folder to `fmnist-edge train --photos` or `evaluate-photos`.
-    $FMNIST_EDGE_PHOTOS_MIRROR replaces the GitHub address with a mirror holding the same paths.
+    $FMNIST_EDGE_PHOTOS_MIRROR replaces the GitHub address with a mirror holding the same paths
+    (`<mirror>/images/<id>.jpg`). Each download has a size cap and a deadline, and Ctrl-C leaves no
+    partial file.
+
+    Exit codes: 0 all photos ready; 1 a photo cannot be downloaded, fails its SHA-256 or cannot be
+    written, or the folder's labels.csv differs from the shipped one; 2 usage error (bad option);
+    130 interrupted (a rerun resumes).
     """
+    from fmnist_edge.interrupt import StopOnSignals
     from fmnist_edge.train.photo_data import fetch_photos
 
     try:
-        folder = fetch_photos(out, log=progress)
+        with StopOnSignals(raise_at_once=True):  # SIGTERM unwinds like Ctrl-C: no temp file is left
+            folder = fetch_photos(out, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:

@@ -326,3 +326,24 @@ def test_cli_data_with_empty_dir_prints_one_line_error(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(tmp_path) in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_cli_data_help_names_the_mirror_variable_and_exit_codes() -> None:
+    result = CliRunner().invoke(app, ["data", "--help"], terminal_width=200)
+
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0
+    for fact in (data.ENV_MIRROR, data.ENV_DATA_DIR, "SHA-256", "Exit codes: 0", "130 interrupted"):
+        assert fact in text
+
+
+def test_cli_data_ctrl_c_is_exit_130_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(data_dir: Path | None = None, download: bool = True) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "load", interrupted)
+
+    result = CliRunner().invoke(app, ["data"])
+
+    assert result.exit_code == 130 and result.stdout == ""
+    assert result.stderr.strip().startswith("interrupted") and "Traceback" not in result.output

@@ -373,5 +373,6 @@ def test_cli_fetch_photos_help_says_where_the_photos_come_from() -> None:
 
     text = " ".join(result.stdout.split())
     assert result.exit_code == 0
-    for fact in ("alexeygrigorev/clothing-dataset", "CC0", photo_data.SOURCE_COMMIT, "SHA-256", "train --photos"):
+    for fact in ("alexeygrigorev/clothing-dataset", "CC0", photo_data.SOURCE_COMMIT, "SHA-256", "train --photos",
+                 photo_data.ENV_MIRROR, "Exit codes: 0", "130 interrupted"):
         assert fact in text
