@@ -121,7 +121,7 @@ def create_app(pool: ModelPool, limits: Limits, saver: InputSaver | None = None)
                 pool.leave()  # a submitted photo's place is given back by its thread, when done
         obj = answer_object(name, answer.prediction, top_k)
         obj["model"] = identity
-        obj["input"] = answer.input_png()
+        obj["input"] = answer.input_png
         return JSONResponse(obj)
 
     async def error(request: Request, exc: HTTPException) -> Response:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fmnist_edge.runtime.classifier import Classifier, Prediction
 from fmnist_edge.runtime.contract import NON_FINITE, finite_rows
@@ -34,18 +35,18 @@ from fmnist_edge.runtime.preprocess import preprocess
 
 @dataclass(frozen=True)
 class Answer:
-    """One photo's answer: the prediction, and the exact 28x28 image the model saw."""
+    """One photo's answer: the prediction, and the exact 28x28 image the model saw (also as a PNG
+    data: URL of a few hundred bytes, for the page to show enlarged; encoded on the worker thread)."""
 
     prediction: Prediction
     pixels: np.ndarray  # uint8 [28, 28]
+    input_png: str
 
-    def input_png(self) -> str:
-        """The model's input as a data: URL (a few hundred bytes), for the page to show enlarged."""
-        from PIL import Image
 
-        buffer = io.BytesIO()
-        Image.fromarray(self.pixels, "L").save(buffer, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+def png_data_url(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class TimedOut(Exception):
@@ -107,7 +108,7 @@ class ModelPool:
         if not finite_rows(probabilities).all():
             raise ModelError(f"{name}: {NON_FINITE}")
         (prediction,) = classifier.to_predictions(probabilities)
-        answer = Answer(prediction, pixels)
+        answer = Answer(prediction, pixels, png_data_url(pixels))
         if after is not None:
             after(answer)
         return answer
