@@ -96,6 +96,11 @@ class Mirror(BaseHTTPRequestHandler):
     def route_silent(self) -> None:  # accepts the request and says nothing
         time.sleep(5)
 
+    def route_forged(self) -> None:  # a reason phrase that would clear the screen and start a new line
+        self.send_response(418, "\x1b[2J\rok: file saved")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def route_moved(self) -> None:
         self.head(0, status=302, Location="/good")
 
@@ -224,6 +229,12 @@ def test_refusals_name_their_cause(route: str, cause: str, mirror: str, tmp_path
     assert cause in fails(f"{mirror}/{route}", tmp_path / "file")
 
 
+def test_a_servers_words_are_escaped_before_they_are_printed(mirror: str, tmp_path: Path) -> None:
+    message = fails(f"{mirror}/forged", tmp_path / "file")
+
+    assert "HTTP 418 \\x1b[2J\\rok: file saved" in message and "\x1b" not in message and "\r" not in message
+
+
 @pytest.mark.parametrize(("url", "cause"), [
     ("http://127.0.0.1:9/file", "refused"),  # the discard port: nothing listens there
     ("ftp://example.invalid/file", "only http:// and https://"),
@@ -231,6 +242,15 @@ def test_refusals_name_their_cause(route: str, cause: str, mirror: str, tmp_path
 ])
 def test_unreachable_or_malformed_addresses_are_one_line(url: str, cause: str, tmp_path: Path) -> None:
     assert cause in fails(url, tmp_path / "file").lower()
+
+
+def test_an_address_with_a_newline_is_refused_before_any_request(tmp_path: Path) -> None:
+    # From a mirror variable pasted with its newline: printed as is, it would split the error line.
+    with pytest.raises(DataError) as err:
+        fetch("http://127.0.0.1:9/file\nerror: forged", tmp_path / "file")
+
+    assert "\n" not in str(err.value) and "no spaces or control characters" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failure_leaves_an_older_file_as_it_was(mirror: str, tmp_path: Path) -> None:

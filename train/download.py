@@ -60,6 +60,8 @@ def download(
     the URL and the cause, and leaves nothing at `target` (an older file there stays as it was).
     Ctrl-C (KeyboardInterrupt) propagates at once, also leaving nothing behind.
     """
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        raise DataError(f"could not download {url!r}: a URL has no spaces or control characters")
     late = f"did not finish within its {deadline:g} s deadline"
     expired = threading.Event()
     connection: list[http.client.HTTPConnection] = []
@@ -127,7 +129,7 @@ def _open(
             url = urllib.parse.urljoin(url, location)
             continue
         if response.status != 200:
-            raise _Failure(f"HTTP {response.status} {response.reason}")
+            raise _Failure(f"HTTP {response.status} {_printable(response.reason)}")
         length = (response.getheader("Content-Length") or "").strip()
         return response, int(length) if length.isdecimal() else None
     raise _Failure(f"more than {MAX_REDIRECTS} redirects")
@@ -178,6 +180,12 @@ def _save(
             if progress is not None:
                 progress(size, expected)
     return size
+
+
+def _printable(text: str) -> str:
+    """Server-chosen text (the reason phrase) with control characters escaped: an escape sequence
+    must not reach the user's terminal, nor a newline forge a second line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text[:200])
 
 
 def _describe(exc: BaseException) -> str:
