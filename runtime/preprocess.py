@@ -272,15 +272,28 @@ def _foreground(rgb: np.ndarray) -> np.ndarray:
         mask = _box_mean(evidence[codes], SCORE_RADIUS) > 0
         item_sample, background_sample = mask, ~mask
     # Open (drop specks), then close (join the item's parts across seams and shadows).
-    image = Image.fromarray(mask.astype(np.uint8) * 255)
-    image = image.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3))
-    image = image.filter(ImageFilter.MaxFilter(3)).filter(ImageFilter.MinFilter(3))
-    mask = _largest_component(_fill_holes(np.asarray(image) > 0))
+    mask = _erode(_dilate(_dilate(_erode(mask))))
+    mask = _largest_component(_fill_holes(mask))
     if not MASK_MIN < mask.mean() < MASK_MAX:
         # Nothing item-like, or everything: the item fills the frame (or the model failed), so
         # keep the whole frame rather than a fragment.
         return np.ones_like(mask)
     return mask
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    """3x3 minimum, the edge pixels repeated beyond the frame: what Pillow's MinFilter(3) gives on a
+    0/255 image, as boolean ANDs (Pillow's rank filter sorts every window: 0.6 ms of a photo)."""
+    padded = np.pad(mask, 1, mode="edge")
+    rows = padded[:-2] & padded[1:-1] & padded[2:]
+    return rows[:, :-2] & rows[:, 1:-1] & rows[:, 2:]
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """3x3 maximum, as _erode: Pillow's MaxFilter(3)."""
+    padded = np.pad(mask, 1, mode="edge")
+    rows = padded[:-2] | padded[1:-1] | padded[2:]
+    return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]
 
 
 def _colour_codes(rgb: np.ndarray) -> np.ndarray:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFilter
 
-from fmnist_edge.runtime.preprocess import _label, preprocess
+from fmnist_edge.runtime.preprocess import _dilate, _erode, _label, preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = np.load(ROOT / "tests" / "data" / "preprocess_reference.npz")
@@ -74,3 +75,14 @@ def test_connected_components_match_a_flood_fill(seed: int) -> None:
         mask[-1, :] = True
     assert np.array_equal(_label(mask), flood_fill_labels(mask))
     assert np.array_equal(_label(~mask), flood_fill_labels(~mask))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_erode_and_dilate_are_pillow_s_min_and_max_filters(seed: int) -> None:
+    """The mask clean-up used Pillow's MinFilter(3) and MaxFilter(3) on a 0/255 image; the boolean
+    versions must agree on every pixel, the frame's edge included."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(tuple(rng.integers(1, 50, size=2))) < rng.uniform(0.1, 0.9)
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    assert np.array_equal(_erode(mask), np.asarray(image.filter(ImageFilter.MinFilter(3))) > 0)
+    assert np.array_equal(_dilate(mask), np.asarray(image.filter(ImageFilter.MaxFilter(3))) > 0)
