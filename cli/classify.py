@@ -13,7 +13,9 @@ first line of a slow batch (big photos) from waiting for the rest. Lines keep th
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from fmnist_edge.runtime.errors import FmnistEdgeError, ImageError, first_line
 from fmnist_edge.runtime.preprocess import preprocess
 from fmnist_edge.runtime.spec import NUM_CLASSES
 from fmnist_edge.save_input import InputSaver
+from fmnist_edge.walk import WalkStopped
 
 BATCH = 64  # images per interpreter call (each with its mirror image): as fast per image as larger batches
 FLUSH_SECONDS = 0.05  # a decoded input waits at most this long for its batch to fill
@@ -79,7 +82,11 @@ def run_classify(
     classifier = Classifier(model, threads=threads, backend=backend)
     if not classifier.verified:
         lines.err(unverified_warning(classifier.path))
-    inputs = expand(paths)
+    try:
+        inputs = expand(paths, stopped=lambda: stop is not None and stop.requested is not None)
+    except WalkStopped:
+        lines.err(f"interrupted ({stop.requested}): stopped while listing the inputs")
+        return Outcome(stopped=stop.requested)
     if saver is not None:
         saver.refuse_folders_of(inputs)
         saver.create()
@@ -97,7 +104,8 @@ def run_classify(
         if lines.closed:
             outcome.stopped = "stdout closed"
             break
-        pixels, error = _prepare(item)
+        with stop.at_once() if stop is not None and item.stream else contextlib.nullcontext():
+            pixels, error = _prepare(item)  # a pipe may wait for its writer: a signal must not wait with it
         if not pending:
             started = time.monotonic()
         pending.append((item, pixels, error))
@@ -122,8 +130,10 @@ def _prepare(item: Input) -> tuple[np.ndarray | None, str | None]:
     exception from a decoder, a plugin, EXIF or memory is caught here, whatever its class."""
     if item.error is not None:
         return None, item.error
+    if item.stdin and sys.stdin is None:
+        return None, f"{item.shown}: there is no standard input (it is closed)"
     try:
-        return preprocess(item.path, name=item.shown), None
+        return preprocess(sys.stdin.buffer if item.stdin else item.path, name=item.shown), None
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # a decoder bug or MemoryError: this input fails, the batch goes on

@@ -12,6 +12,7 @@ import typer
 
 from fmnist_edge.exits import EXIT_FAILED, EXIT_OK, exit_code
 from fmnist_edge.options import BACKEND_HELP, DataDir, Threads, fail, progress, require
+from fmnist_edge.output import safe_text
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, UsageError
 
@@ -90,57 +91,15 @@ def evaluate_photos(
     misses first) as PNGs.
 
     Exit codes: 0 every photo was read; 1 some could not be (one line each on stderr; the figures
-    cover the rest); 2 a bad labels file or model.
+    cover the rest); 2 a bad labels file (one line naming the row), model or --out, or a full disk;
+    130 stopped by Ctrl-C or SIGTERM, or stdout closed. labels.csv lists each photo once, and with
+    a `split` column every row says `train` or `val`. --out must be a folder we can write in, and
+    not the photo folder; it is checked before any photo is scored. The contact sheet comes in
+    pages of 300 photos (contact_sheet.png, contact_sheet-2.png, ...).
     """
-    import json
+    from fmnist_edge.evaluate_photos import evaluate_photos_exit_code
 
-    from fmnist_edge.photo_report import confusion_png, contact_sheet_png, save_png
-    from fmnist_edge.runtime.classifier import Classifier
-    from fmnist_edge.runtime.photo_eval import evaluate_photos as run
-    from fmnist_edge.runtime.spec import CLASS_NAMES
-
-    try:
-        classifier = Classifier(model, threads=threads)
-        if not classifier.verified:
-            from fmnist_edge.classify import unverified_warning
-
-            typer.echo(unverified_warning(classifier.path), err=True)
-        summary = run(folder, labels or folder / "labels.csv", classifier, split=split)
-    except FmnistEdgeError as exc:
-        raise fail(exc) from None
-    for message in summary.unreadable:
-        typer.echo(f"error: {message}", err=True)
-    report = out or Path("report") / ("photos-" + folder.resolve().name + (f"-{split}" if split else ""))
-    if plots:
-        title = f"{folder.name}{f' ({split})' if split else ''}: {100 * summary.accuracy:.1f}% ({classifier.path.name})"
-        save_png(confusion_png(summary, title), report / "confusion.png")
-        save_png(contact_sheet_png(summary, folder), report / "contact_sheet.png")
-    if json_out:
-        document = summary.to_json(classifier.path.name, split)
-        document["report"] = str(report) if plots else None
-        typer.echo(json.dumps(document, indent=2))
-        raise typer.Exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
-    for r in summary.results:
-        mark = "ok  " if r.correct else "MISS"
-        typer.echo(f"{mark} {r.file:<28} true {CLASS_NAMES[r.true]:<12} predicted {CLASS_NAMES[r.predicted]:<12} "
-                   f"{100 * r.confidence:5.1f}%{'  unsure' if r.unsure else ''}")
-    typer.echo("per class (recall):")
-    for name, row in summary.per_class().items():
-        typer.echo(f"  {name:<12} {row['correct']:>3}/{row['photos']:<3} {100 * row['recall']:5.1f}%")
-    sure = summary.sure()
-    hits = sum(r.correct for r in summary.results)
-    unread = f"; {len(summary.unreadable)} could not be read" if summary.unreadable else ""
-    typer.echo(f"top-1 on {len(summary.results)} photos: {hits}/{len(summary.results)} = "
-               f"{100 * summary.accuracy:.1f}% ({classifier.path.name}){unread}")
-    right = "-" if sure["accuracy"] is None else f"{100 * sure['accuracy']:.1f}%"
-    if summary.unsure_threshold is None:
-        typer.echo("no calibrated unsure threshold for this model (no manifest value): nothing is flagged unsure")
-    else:
-        typer.echo(f"not flagged unsure (confidence >= {summary.unsure_threshold:.3f}): {sure['answers']} photos "
-                   f"({100 * sure['coverage']:.1f}%), {right} right; {sure['flagged_unsure']} flagged unsure")
-    if plots:
-        typer.echo(f"report: {report}")
-    raise typer.Exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
+    raise typer.Exit(evaluate_photos_exit_code(folder, labels, split, model, threads, out, plots, json_out))
 
 
 BENCH_HELP = """Latency, throughput, load time and memory of each model on each installed interpreter.
@@ -308,11 +267,11 @@ def selftest(
     if not result.verified:
         from fmnist_edge.classify import unverified_warning
 
-        typer.echo(unverified_warning(result.model), err=True)
+        typer.echo(safe_text(unverified_warning(result.model)), err=True)
     if not result.ok:
-        typer.echo(result.summary(), err=True)
+        typer.echo(safe_text(result.summary()), err=True)
         raise typer.Exit(EXIT_FAILED)
-    typer.echo(result.summary())
+    typer.echo(safe_text(result.summary()))
 
 
 def doctor() -> None:
@@ -327,5 +286,5 @@ def doctor() -> None:
 
     report = run_doctor()
     for line in report.lines():
-        typer.echo(line)
+        typer.echo(safe_text(line))  # paths and version strings from the environment: one line each
     raise typer.Exit(EXIT_OK if report.ready else EXIT_FAILED)

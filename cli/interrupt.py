@@ -10,10 +10,12 @@ at once, which the command also turns into EXIT_INTERRUPTED.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 
 SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
@@ -29,7 +31,8 @@ def defer_signals() -> None:
     def remember(signum: int, frame: FrameType | None) -> None:
         global _early
         if _early is not None:
-            print("interrupted", file=sys.stderr)
+            if sys.stderr is not None:  # None: stderr was closed when the program started
+                print("interrupted", file=sys.stderr)
             os._exit(EXIT_INTERRUPTED)  # nothing has been written yet, so nothing is left half done
         _early = signal.Signals(signum).name
 
@@ -57,6 +60,16 @@ class StopOnSignals:
                  tb: TracebackType | None) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """Around a call that may wait without end (reading a pipe whose writer is slow or stuck):
+        there, the first signal raises KeyboardInterrupt at once, as a second one would elsewhere."""
+        before, self._raise_at_once = self._raise_at_once, True
+        try:
+            yield
+        finally:
+            self._raise_at_once = before
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         already = self.requested is not None

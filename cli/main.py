@@ -49,10 +49,64 @@ def survive_narrow_consoles() -> None:
             stream.reconfigure(errors=ERROR_HANDLER)
 
 
+def hold_closed_descriptors() -> None:
+    """Put /dev/null on a standard descriptor (0, 1, 2) that was closed when the program started
+    (`2>&-`). Why: the next file opened would take that number, and a native library's log line
+    (LiteRT's go to descriptor 2) would land in it, in a photo or a report. Python has already made
+    sys.stdout or sys.stderr None for a closed one, so our own lines still treat it as closed."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, or a lower closed one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main() -> None:
-    """The console script: the plain classify route, else the typer app."""
+    """The console script: the plain classify route, else the typer app. Whatever the command, its
+    output is flushed before exit, and a full disk, there or in a file no command named, is one line."""
+    import errno
+
     survive_narrow_consoles()
-    args = sys.argv[1:]
+    hold_closed_descriptors()
+    try:
+        _dispatch(sys.argv[1:])
+    except OSError as exc:  # the last resort: every command names the files it writes itself
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        _fail(f"cannot write {exc.filename or 'the output'} ({exc.strerror})")  # no file name: a stream
+    finally:
+        _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """Flush what the command printed now, not in Python's exit, which answers a full disk with
+    "Exception ignored" and exit 120: here it is one line and exit 2."""
+    from fmnist_edge.output import flush_stdout
+    from fmnist_edge.runtime.errors import UsageError
+
+    try:
+        flush_stdout()
+    except UsageError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    """One error line on stderr, then the exit code the table gives a UsageError."""
+    from fmnist_edge.exits import exit_code
+    from fmnist_edge.output import Lines
+    from fmnist_edge.runtime.errors import UsageError
+
+    Lines().err(f"error: {message}")
+    sys.exit(exit_code(UsageError(message)))
+
+
+def _dispatch(args: list[str]) -> None:
+    """Run the command `args` name; raises SystemExit with its code."""
     if args[:1] == ["classify"]:
         from fmnist_edge.interrupt import defer_signals
 
@@ -64,7 +118,9 @@ def main() -> None:
         try:
             sys.exit(classify_exit_code(args[1:]))
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            from fmnist_edge.output import Lines
+
+            Lines().err("interrupted")
             sys.exit(EXIT_INTERRUPTED)
     from fmnist_edge.app import app
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from fmnist_edge.exits import exit_code
+from fmnist_edge.output import safe_text
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
 from fmnist_edge.runtime.formats import by_name
@@ -40,8 +41,9 @@ BACKEND_HELP = (f"{registry.choices()}: auto takes the first installed in that o
 
 
 def fail(error: FmnistEdgeError, prefix: str = "error: ") -> typer.Exit:
-    """Print `error` as one line on stderr; the exit to raise carries its code from the one table."""
-    typer.echo(f"{prefix}{error}", err=True)
+    """Print `error` as one line on stderr, escaped as classify escapes its lines (a path the user
+    chose may hold a newline or a terminal escape); the exit to raise carries its code from the one table."""
+    typer.echo(safe_text(f"{prefix}{error}"), err=True)
     return typer.Exit(exit_code(error))
 
 
@@ -55,4 +57,4 @@ def require(module: str, package: str, extra: str) -> None:
 
 def progress(message: str) -> None:
     """Progress goes to stderr, so stdout stays one table or one JSON document."""
-    typer.echo(message, err=True)
+    typer.echo(safe_text(message), err=True)
