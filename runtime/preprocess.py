@@ -26,6 +26,7 @@ costs about 32 ms on one x86 core here (11-13 ms median over the 36 shared photo
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -38,6 +39,7 @@ from fmnist_edge.runtime.spec import IMAGE_SIZE
 
 EXIF_ORIENTATION = 0x0112  # the tag's number: PIL.ExifTags.Base names it only from Pillow 9.3 on
 MAX_PIXELS = 64_000_000  # refuse larger declared sizes before decoding (decompression bombs)
+MAX_STREAM_BYTES = 64 << 20  # a photo from a pipe is held in memory: above any camera's JPEG or 12 MP PNG
 MIN_SIDE = 8  # px; below this there is no garment to see
 MAX_ASPECT = 16.0  # a 4000x8 strip is not a photo of one item
 STRIP_PIXELS = 1 << 21  # _reduce converts and averages a huge image this many pixels at a time (8 MB as RGBA)
@@ -71,10 +73,14 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
                 raise ImageError(f"{shown}: no such file")
             if path.is_dir():
                 raise ImageError(f"{shown}: is a directory")
-            if path.stat().st_size == 0:
+            if not path.is_file():  # a pipe or a device (/dev/stdin): no size to check, so read it capped
+                source = io.BytesIO(_read_pipe(path, shown))
+            elif path.stat().st_size == 0:
                 raise ImageError(f"{shown}: empty file (0 bytes)")
         elif isinstance(source, bytes):
             source = io.BytesIO(source)
+        elif not _seekable(source):  # Pillow would read an unseekable stream whole, with no limit
+            source = io.BytesIO(_read_capped(source, shown))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Truncated File Read", "Corrupt EXIF data": the decode decides
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -107,6 +113,37 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
         raise NotAnImageError(f"{shown}: not an image Pillow can read") from None
     except Exception as exc:
         raise ImageError(f"{shown}: cannot decode image ({_reason(exc)})") from None
+
+
+def _read_pipe(path: Path, shown: str) -> bytes:
+    """All of a named pipe or device, capped. Opened without waiting, so a pipe that no program
+    writes to is an empty input at once rather than a hang; the reads then wait for the writer."""
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no named pipes at such paths
+    fd = os.open(path, os.O_RDONLY | nonblocking)
+    with os.fdopen(fd, "rb") as stream:
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return _read_capped(stream, shown)
+
+
+def _read_capped(stream: BinaryIO, shown: str) -> bytes:
+    """A stream's bytes, up to MAX_STREAM_BYTES, read in chunks so that memory follows what came."""
+    data = bytearray()
+    while chunk := stream.read(1 << 20):
+        data += chunk
+        if len(data) > MAX_STREAM_BYTES:
+            raise ImageError(f"{shown}: more than {MAX_STREAM_BYTES >> 20} MiB from a pipe; "
+                             "save it to a file to classify it")
+    if not data:
+        raise ImageError(f"{shown}: empty input (0 bytes)")
+    return bytes(data)
+
+
+def _seekable(stream: BinaryIO) -> bool:
+    try:
+        return bool(stream.seekable())
+    except Exception:  # a file-like object without seekable(), or a closed one
+        return False
 
 
 _T = Image.Transpose
