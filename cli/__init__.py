@@ -1,3 +1,5 @@
 """fmnist-edge: a compact Fashion-MNIST classifier, from training to a Raspberry Pi."""
 
-__version__ = "0.1.0"
+from fmnist_edge.common.version import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -48,7 +48,6 @@ def main_options(
 app.command()(train.data)
 app.command("fetch-photos")(train.fetch_photos_cmd)
 app.command()(train.train)
-app.command()(train.blend)
 app.command("export")(export.export_cmd)
 app.command()(export.evaluate)
 app.command(help=device.CLASSIFY_HELP)(device.classify)

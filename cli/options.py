@@ -15,10 +15,6 @@ from fmnist_edge.exits import exit_code
 from fmnist_edge.output import safe_text
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, MissingExtraError
-from fmnist_edge.runtime.formats import by_name
-
-TRAIN_OUT = Path("runs/train")  # where `train` writes by default, so `export` finds it there by default
-TRAINED_MODEL = TRAIN_OUT / by_name("keras").filename
 
 Verbose = Annotated[
     bool, typer.Option("--verbose", help="Show TensorFlow's own start-up and log lines (hidden by default).")

@@ -1,25 +1,24 @@
-"""The commands of the training stage: `data`, `fetch-photos`, `train`, `blend`.
+"""The commands of the training stage: `data`, `fetch-photos`, `train`.
 
-TensorFlow is imported inside `train` and `blend` only (train/loop.py at the first epoch).
+TensorFlow is imported inside `train` only (train/loop.py at the first epoch). The defaults come
+from train/config.py, which imports nothing heavy.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from fmnist_edge.exits import EXIT_INTERRUPTED
-from fmnist_edge.options import TRAIN_OUT, DataDir, Verbose, fail, progress, require
+from fmnist_edge.options import DataDir, Verbose, fail, progress, require
 from fmnist_edge.quiet import quiet_unless_verbose
 from fmnist_edge.runtime.errors import FmnistEdgeError, UsageError
-
-
-class Selection(str, Enum):
-    best = "best"
-    last = "last"
+from fmnist_edge.train.config import PHOTOS_DIR, SELECTIONS, TRAIN_OUT, ModelConfig, TrainConfig
+from fmnist_edge.train.model import format_stages, parse_stages
 
 
 def data(data_dir: DataDir = None) -> None:
@@ -63,7 +62,7 @@ def data(data_dir: DataDir = None) -> None:
 def fetch_photos_cmd(
     out: Annotated[
         Path, typer.Option(file_okay=False, help="Folder for the photos and their labels.csv.")
-    ] = Path("data/photos-train"),
+    ] = PHOTOS_DIR,
 ) -> None:
     """Download the 700 labelled training photos (549 train, 151 val) for `train --photos`.
 
@@ -95,80 +94,82 @@ def fetch_photos_cmd(
 
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
-_TRAINING_OPTIONS = ("epochs", "seed", "stages", "photos", "photo_fraction", "init", "lr", "freeze_bn", "teacher",
-                     "distill", "select", "subset", "photo_subset", "batch_size", "force")
+_TRAINING_OPTIONS = ("epochs", "seed", "stages", "photos", "no_photos", "photo_fraction", "init", "lr", "freeze_bn",
+                     "select", "subset", "photo_subset", "batch_size", "force")
+_RECIPE = TrainConfig()  # every default below is read from here, never typed twice
 
 
 @quiet_unless_verbose
 def train(
     ctx: typer.Context,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 40,
-    seed: Annotated[int, typer.Option(help="Seeds the split, the initial weights and augmentation.")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record.")] = TRAIN_OUT,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = _RECIPE.epochs,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seeds the split, the initial weights and "
+                                      "augmentation.")] = _RECIPE.seed,
+    out: Annotated[Path, typer.Option(help="Folder for fmnist_cnn.keras and its training record (locked while "
+                                           "the run writes).")] = TRAIN_OUT,
     stages: Annotated[
         str | None,
         typer.Option(metavar="CHANNELS", help="The network's shape: channels per 3x3 conv, commas within a stage, "
                      "slashes between stages (2x2 max-pooling between them), e.g. 32/64,64/128,128,128. "
-                     "Default: the shipped model's. Must stay under 500,000 parameters.")
+                     f"Default: {format_stages(_RECIPE.model.stages)}. Under 500,000 parameters, at most 5 stages.")
     ] = None,
     photos: Annotated[
         Path | None,
         typer.Option(help="Folder of labelled photos (labels.csv with a split column): the `train` photos are "
-                          "mixed into every batch, the `val` photos score each epoch.", file_okay=False),
+                          "mixed into every batch, the `val` photos score each epoch.", file_okay=False,
+                     show_default=f"{PHOTOS_DIR} if fetch-photos put them there"),
     ] = None,
-    photo_fraction: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of each batch that is photos.")] = 0.1,
+    no_photos: Annotated[bool, typer.Option("--no-photos", help="Train on Fashion-MNIST alone.")] = False,
+    photo_fraction: Annotated[
+        float, typer.Option(min=0.01, max=0.9, help="Share of each batch that is photos.")
+    ] = _RECIPE.photo_fraction,
     init: Annotated[
-        Path | None, typer.Option(help="Start from this trained .keras model (fine-tuning) instead of random weights.")
+        Path | None, typer.Option(help="Start from this trained .keras model (fine-tuning) instead of random "
+                                       "weights; it must take 28x28x1 pixels and give 10 scores.", dir_okay=False)
     ] = None,
-    lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (SGD, cosine schedule).")] = 0.1,
+    lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (SGD, cosine schedule).")
+                  ] = _RECIPE.peak_lr,
     freeze_bn: Annotated[
         bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
                                 "dataset accuracy while photos are mixed in).")
     ] = True,
-    teacher: Annotated[
-        Path | None, typer.Option(help="A trained .keras model to learn from (distillation): the Fashion-MNIST "
-                                       "images' targets mix the label with its answers, by --distill. With --init "
-                                       "and no --teacher, the starting model teaches.", dir_okay=False)
-    ] = None,
-    distill: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="With --teacher or --init: the weight of the teacher's "
-                            "probabilities in the Fashion-MNIST images' targets (0 turns distillation off). "
-                            "Fine-tuning with it learns the photos without forgetting the dataset.")
-    ] = 0.5,
     select: Annotated[
-        Selection, typer.Option(help="Which epoch is kept: `best` on validation data (the mean of dataset and photo "
-                               "validation accuracy, with --photos), or `last` (the end of the cosine schedule).")
-    ] = Selection.best,
+        str, typer.Option(click_type=click.Choice(SELECTIONS),
+                          help="Which epoch is kept: `last` (the end of the cosine schedule: the shipped recipe) or "
+                               "`best` on validation data (the mean of dataset and photo validation accuracy).")
+    ] = _RECIPE.select,
     subset: Annotated[
         int | None,
         typer.Option(min=10, help="Train on only N images (smoke runs); validation shrinks to N/5."),
     ] = None,
     photo_subset: Annotated[
         int | None,
-        typer.Option(min=1, help="With --photos: train on only N of the `train` photos, each class keeping its "
-                                 "share (a learning curve: what would more photos buy?). `val` stays whole.")
+        typer.Option(min=1, help="Train on only N of the `train` photos, each class keeping its share (a "
+                                 "learning curve: what would more photos buy?). `val` stays whole.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=2)] = 128,
+    batch_size: Annotated[int, typer.Option(min=2, max=4096, help="Images per step, photos included.")
+                          ] = _RECIPE.batch_size,
     force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the stopped run in --out after its last finished epoch, with the "
-                                "settings, photos and teacher its record names (give no other training option).")
+        bool, typer.Option("--resume", help="Continue the stopped run in --out after its last finished epoch, with "
+                           "the settings and photos its record names; the Fashion-MNIST files, labels.csv and every "
+                           "photo are checked against the record's hashes (give no other training option).")
     ] = False,
     data_dir: DataDir = None,
     verbose: Verbose = False,
 ) -> None:
-    """Train the compact CNN on Fashion-MNIST, and with --photos on real photos too (never on the test set).
+    """Train the compact CNN on Fashion-MNIST and real photos (never on the test set).
 
-    The shipped model: `fmnist-edge train --photos PHOTOS --select last` (40 epochs from scratch, a tenth
-    of each batch real photos; 65 to 100 minutes on 2 cores; `fetch-photos` gets PHOTOS). Without
-    --photos it trains on Fashion-MNIST alone. Fine-tune instead with `--init MODEL --photos PHOTOS
-    --epochs 5 --lr 0.02` (see the README for what each costs). With --photos, a bad labels file or a
-    missing photo stops before training starts; an unreadable photo is skipped and counted in the
-    training record. `--teacher MODEL` distills a trained model's answers into the dataset targets.
-    A stopped run continues with `fmnist-edge train --resume --out DIR`.
+    With no options this is the shipped recipe: 40 epochs from scratch, a tenth of each batch real
+    photos from data/photos-train (`fmnist-edge fetch-photos` puts them there), the last epoch
+    kept; about 65 minutes on 2 cores. Without the photos it says so and trains on Fashion-MNIST
+    alone. Fine-tune instead with `--init MODEL --epochs 5 --lr 0.02`. A bad labels file or a
+    missing photo stops before training starts; an unreadable photo is skipped and counted in
+    the training record. A stopped run continues with `fmnist-edge train --resume --out DIR`.
 
     Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
-    option, a bad --photos folder, a model in --out without --force, TensorFlow not installed); 130 interrupted.
+    option, a bad --photos folder or --init model, a model in --out without --force, --out locked
+    by another run, a record --resume cannot read, TensorFlow not installed); 130 interrupted.
     """
     if resume:
         # By the source's name: typer's click (its own or vendored, by version) has the enum in other modules.
@@ -177,84 +178,54 @@ def train(
             names = ", ".join("--" + name.replace("_", "-") for name in given)
             raise fail(FmnistEdgeError(f"--resume takes every setting from the run's record; drop {names}"))
     try:
-        shape = None if stages is None else _stages(stages, init)
+        if no_photos and photos is not None:
+            raise UsageError("--photos and --no-photos contradict each other; give one")
+        model = _RECIPE.model if stages is None else ModelConfig(stages=_stages(stages, init))
+        cfg = replace(_RECIPE, model=model, epochs=epochs, seed=seed, subset=subset, photo_subset=photo_subset,
+                      batch_size=batch_size, peak_lr=lr, photo_fraction=photo_fraction,
+                      warmup_epochs=0.0 if init else _RECIPE.warmup_epochs,
+                      freeze_batchnorm=freeze_bn and init is not None, select=select)
+        if not resume:
+            photos = _photo_folder(photos, no_photos)
         require("tensorflow", "tensorflow", "train")
-        from fmnist_edge.train.model import ModelConfig
-        from fmnist_edge.train.train import TrainConfig
         from fmnist_edge.train.train import resume as resume_training
         from fmnist_edge.train.train import train as run_training
 
         if resume:
             record = resume_training(out, data_dir=data_dir, log=progress)
-            select = Selection(record["config"]["select"])
-
         else:
-            model = ModelConfig() if shape is None else ModelConfig(stages=shape)
-            cfg = TrainConfig(model=model, epochs=epochs, seed=seed, subset=subset, photo_subset=photo_subset,
-                              batch_size=batch_size, peak_lr=lr,
-                              photo_fraction=photo_fraction, warmup_epochs=0.0 if init else 1.0,
-                              freeze_batchnorm=freeze_bn and init is not None,
-                              distill=distill if init is not None or teacher is not None else 0.0,
-                              select=select.value)
-            record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init,
-                                  teacher=teacher, log=progress)
+            record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
         typer.echo(f"interrupted; the checkpoint so far (if any) is in {out}; "
                    f"`fmnist-edge train --resume --out {out}` continues the run", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    photo = (f", photo val {record['best_photo_val_accuracy']:.4f}"
-             if record.get("best_photo_val_accuracy") is not None else "")
+    photo = (f", photo val {record.best_photo_val_accuracy:.4f}" if record.best_photo_val_accuracy is not None
+             else "")
     typer.echo(
-        f"{'last' if select is Selection.last else 'best'} epoch {record['best_epoch']}: "
-        f"val accuracy {record['best_val_accuracy']:.4f}{photo}; "
-        f"{record['params']} params, {record['macs_per_image'] / 1e6:.1f} M MACs/image; "
-        f"{record['wall_seconds'] / 60:.1f} min, peak RSS {record['peak_rss_mb']:.0f} MB -> {out}"
+        f"{record.config.select} epoch {record.best_epoch}: val accuracy {record.best_val_accuracy:.4f}{photo}; "
+        f"{record.params} params, {(record.macs_per_image or 0) / 1e6:.1f} M MACs/image; "
+        f"{record.wall_seconds / 60:.1f} min, peak RSS {record.peak_rss_mb:.0f} MB -> {out}"
     )
 
 
-def _stages(text: str, init: Path | None) -> tuple[tuple[int, ...], ...]:
-    from fmnist_edge.train.model import parse_stages
+def _photo_folder(given: Path | None, no_photos: bool) -> Path | None:
+    """--photos, else the folder fetch-photos fills when it holds the photos, else none (said in one line)."""
+    if no_photos or given is not None:
+        return given
+    if (PHOTOS_DIR / "labels.csv").is_file():
+        progress(f"photos: {PHOTOS_DIR} (the default); --no-photos trains on Fashion-MNIST alone")
+        return PHOTOS_DIR
+    progress(f"no photos in {PHOTOS_DIR}: training on Fashion-MNIST alone, which reads real photos far worse; "
+             "`fmnist-edge fetch-photos` downloads them there")
+    return None
 
+
+def _stages(text: str, init: Path | None) -> tuple[tuple[int, ...], ...]:
     if init is not None:
         raise UsageError("--stages shapes a new network; --init continues a trained one in its own shape")
     try:
         return parse_stages(text)
     except ValueError as exc:
         raise UsageError(f"--stages {exc}") from None
-
-
-@quiet_unless_verbose
-def blend(
-    start: Annotated[Path, typer.Argument(help="The model fine-tuning started from (train --init).")],
-    tuned: Annotated[Path, typer.Argument(help="The fine-tuned model; its training record is read from beside it.")],
-    photos: Annotated[Path, typer.Option(help="Labelled photos with a `val` split (as given to train --photos).",
-                                         file_okay=False, exists=True)],
-    out: Annotated[Path, typer.Option(help="Folder for the blended fmnist_cnn.keras and its record.")],
-    max_drop: Annotated[float, typer.Option(min=0.0, max=0.05, help="How much dataset validation accuracy (a "
-                                            "fraction) the blend may lose against START.")] = 0.002,
-    force: Annotated[bool, typer.Option(help="Replace an existing model in --out.")] = False,
-    data_dir: DataDir = None,
-    verbose: Verbose = False,
-) -> None:
-    """Average a fine-tuned model's weights with its starting model's (WiSE-FT), picking the mix on validation data.
-
-    Tries (1 - a) * START + a * TUNED for a = 0, 0.1, ..., 1 and keeps the one with the best photo
-    validation accuracy among those whose dataset validation accuracy is within --max-drop of
-    START's. The test set is not used. The record beside the result says which a was chosen, and why.
-
-    Exit codes: 0 written; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (missing or
-    mismatched models, a bad --photos folder, a model in --out without --force, TensorFlow not installed).
-    """
-    try:
-        require("tensorflow", "tensorflow", "train")
-        from fmnist_edge.train.blend import blend as run_blend
-
-        record = run_blend(start, tuned, photos, out, max_drop=max_drop, data_dir=data_dir, force=force,
-                           log=progress)
-    except FmnistEdgeError as exc:
-        raise fail(exc) from None
-    chosen = record["blend"]
-    typer.echo(f"a = {chosen['alpha']:.1f}: val {chosen['val_accuracy']:.4f}, photo val "
-               f"{chosen['photo_val_accuracy']:.4f} -> {out}")

@@ -1,4 +1,6 @@
-"""An exclusive lock on a folder, for `export --out`: a second export refuses instead of interleaving.
+"""An exclusive lock on a folder, for `export --out` and `train --out`: a second run into the same
+folder refuses instead of interleaving (two trainings into one folder once left one run's record
+beside the other's model, both exiting 0).
 
 Why a kernel lock (flock on POSIX, msvcrt.locking on Windows) on a lock file rather than "create
 the file if absent": the kernel drops the lock when its process dies, however it dies, so a
@@ -14,14 +16,16 @@ from types import TracebackType
 
 from fmnist_edge.common.errors import ExportError
 
-LOCK_FILE = ".fmnist-edge-export.lock"
+LOCK_FILE = ".fmnist-edge.lock"
 
 
 class FolderLock:
-    """`with FolderLock(folder):` holds the folder's lock or raises ExportError at once (never waits)."""
+    """`with FolderLock(folder, "export"):` holds the folder's lock or raises ExportError at once (never
+    waits); `holder` names what is running, for the message a second run prints."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, holder: str = "export") -> None:
         self.path = Path(folder) / LOCK_FILE
+        self.holder = holder
         self._fd: int | None = None
 
     def __enter__(self) -> FolderLock:
@@ -33,8 +37,9 @@ class FolderLock:
             _lock(fd)
         except BlockingIOError:
             os.close(fd)
-            raise ExportError(f"--out {self.path.parent}: another export is writing there; wait for it to finish "
-                              "(two exports into one folder would mix their files)") from None
+            raise ExportError(f"--out {self.path.parent}: another {self.holder} is writing there; wait for it "
+                              "to finish or choose another --out (two runs in one folder would mix their files)"
+                              ) from None
         except OSError:
             os.close(fd)
             raise

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fmnist_edge.common.errors import ExportError
 from fmnist_edge.common.keras_model import TRAINING_RECORD
+from fmnist_edge.common.provenance import git_commit, versions
+from fmnist_edge.common.version import VERSION
 from fmnist_edge.export.golden import GOLDEN_FORMAT, golden_entry
-from fmnist_edge.export.parity import ParityReport, Tolerance
+from fmnist_edge.export.options import Tolerance
+from fmnist_edge.export.parity import ParityReport
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import DEFAULT_FORMAT, Format, by_name
 from fmnist_edge.runtime.golden import GOLDEN_FILE
+from fmnist_edge.runtime.machine import cpu_model, cpuinfo, int8_features
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from fmnist_edge.runtime.manifest_schema import SCHEMA_VERSION  # the one the runtime checks against
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
-from fmnist_edge.train.provenance import git_commit, versions
 
 REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k test set, for CI parity
 PHOTO_INPUTS_FILE = "photo_val_inputs.npz"  # the validation photos' 28x28 inputs the photo threshold was set on
@@ -70,7 +76,7 @@ def build_manifest(out_dir: Path, staging: Path, model_path: Path, keras_accurac
     photo_inputs = where(PHOTO_INPUTS_FILE)
     return {
         "schema": SCHEMA_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": created(),
         "labels": list(CLASS_NAMES),
         "input": input_contract(),
         "preprocess_version": PREPROCESS_VERSION,
@@ -96,10 +102,32 @@ def build_manifest(out_dir: Path, staging: Path, model_path: Path, keras_accurac
             "from": "Fashion-MNIST training images (never test images)",
         },
         "data_sha256": data_sha256,
+        # Provenance: with "created", the only fields that differ between two exports of one Keras model
+        # made with the same package versions on the same CPU (export --verify compares the rest).
         "export_git_commit": git_commit(Path(__file__).resolve().parent),
-        "tools": versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy"),
+        "fmnist_edge_version": VERSION,
+        "machine": {"cpu": cpu_model(), "arch": platform.machine(), "int8_features": int8_features(cpuinfo())},
+        "tools": tool_versions(),
         "models": sorted(models.values(), key=lambda m: m["file"]),
     }
+
+
+PROVENANCE_FIELDS = ("created", "export_git_commit", "fmnist_edge_version", "machine", "tools")
+
+
+def tool_versions() -> dict[str, str | None]:
+    """The packages whose versions decide an export's bytes."""
+    return versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy")
+
+
+def created() -> str:
+    """Now, or $SOURCE_DATE_EPOCH when it is set (reproducible builds: a rebuild gives the same manifest)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    try:
+        moment = time.gmtime(int(epoch)) if epoch else time.gmtime()
+    except (ValueError, OverflowError, OSError):
+        raise ExportError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds since 1970") from None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", moment)
 
 
 def _load_previous(out_dir: Path) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from fmnist_edge import __version__
+from fmnist_edge.common.version import VERSION
 from fmnist_edge.runtime.model_info import METADATA_KEY
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
 
@@ -17,7 +17,7 @@ from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_cont
 def model_metadata(precision: str, unsure_threshold: float | None = None) -> dict[str, object]:
     """The contract a runtime checks before running the model (None: no calibrated threshold)."""
     return {
-        "producer": f"fmnist-edge {__version__}",
+        "producer": f"fmnist-edge {VERSION}",
         "labels": list(CLASS_NAMES),
         "input": input_contract(),
         "precision": precision,

@@ -3,11 +3,7 @@
 This is library code on purpose: `export` calls it before writing anything and refuses a model
 that fails, and the test suite calls the same function on the committed artifacts.
 
-Tolerances. Float formats must agree on every test argmax and stay within 1e-3 of the Keras
-logits: float32 conversion reorders sums (and folds BatchNorm), which moves logits of magnitude
-~10 by ~1e-5, so 1e-3 leaves room for a different CPU's kernels while still catching a wrong op.
-int8 models are judged as quantized models are: accuracy within 0.3 percentage points of the
-float model and the same top-1 on at least 99% of the test images.
+The tolerances, and why they are what they are, live in export/options.py.
 """
 
 from __future__ import annotations
@@ -17,22 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fmnist_edge.common.errors import ParityError
+from fmnist_edge.export.options import FLOAT, INT8, Tolerance
 
-FLOAT_MAX_ABS_DIFF = 1e-3
-FLOAT_MIN_AGREEMENT = 1.0
-INT8_MAX_ACCURACY_DROP_PP = 0.3
-INT8_MIN_AGREEMENT = 0.99
+__all__ = ["FLOAT", "INT8", "ParityReport", "Tolerance", "compare", "require"]
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    max_abs_diff: float | None  # None: not checked (quantized scores move by design)
-    min_agreement: float
-    max_accuracy_drop_pp: float | None
-
-
-FLOAT = Tolerance(FLOAT_MAX_ABS_DIFF, FLOAT_MIN_AGREEMENT, None)
-INT8 = Tolerance(None, INT8_MIN_AGREEMENT, INT8_MAX_ACCURACY_DROP_PP)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from fmnist_edge.export import convert, parity
 from fmnist_edge.export.golden import GOLDEN_FORMAT, write_golden
 from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, REFERENCE_FILE, build_manifest, file_entry
 from fmnist_edge.export.metadata import model_metadata, set_metadata
+from fmnist_edge.export.options import ExportOptions
 from fmnist_edge.export.publish import check_room, publish, remove_leftovers, staging_folder
 from fmnist_edge.runtime.backends import load_backend, run_batched
 from fmnist_edge.runtime.errors import ModelError
@@ -43,21 +44,6 @@ MIN_CALIBRATION = 10
 TRAIN_IMAGES = fmnist_data.FILES["train_images"].shape[0]  # int8 calibration draws from these
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    kinds: tuple[str, ...] = ("tflite", "onnx")
-    int8: bool = False
-    calibration_size: int = 500
-    seed: int = 0
-    force: bool = False
-    batch_size: int = 500
-    photos: Path | None = None  # labelled photos with a `val` split: the unsure threshold must hold on them too
-    # Tests of tiny smoke models relax these; the CLI never does, so nothing weaker ships.
-    fp32_tolerance: parity.Tolerance = parity.FLOAT
-    int8_tolerance: parity.Tolerance = parity.INT8
-
-    def tolerance(self, precision: str) -> parity.Tolerance:
-        return self.int8_tolerance if precision == "int8" else self.fp32_tolerance
 
 
 def targets(options: ExportOptions) -> list[Format]:
@@ -278,27 +264,20 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
     Without the training record the split is unknown, and calibrating on images the model trained
     on would set the threshold too low: no model then gets a threshold, and classify says so.
     """
-    import json
-
     from fmnist_edge.export.calibrate import combined, photo_unsure_threshold, unsure_threshold
     from fmnist_edge.runtime.classifier import mirror_averaged
-    from fmnist_edge.train.train import TrainConfig, split
+    from fmnist_edge.train.record import read_record
+    from fmnist_edge.train.split import split
 
     record = model_path.parent / TRAINING_RECORD
     if not record.is_file():
         log(f"    no training record ({record.name}) beside the model: the unsure threshold is not calibrated")
         return {}
-    try:
-        saved = json.loads(record.read_text(encoding="utf-8"))["config"]
-        config = TrainConfig(seed=int(saved["seed"]), val_size=int(saved["val_size"]), subset=saved.get("subset"))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{record}: unreadable training record ({type(exc).__name__}: {exc})") from None
+    config = read_record(record).config
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
     val_photos = None
     if photos is not None:
-        from fmnist_edge.train.photos import VAL_SPLIT, load_split
-
-        val_photos = load_split(photos, VAL_SPLIT, log)
+        val_photos = validation_photos(photos, log)
         with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:  # the inputs the photo threshold was set on, so
             np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,  # a test can recompute it
                                 files=np.array(val_photos.files))
@@ -318,6 +297,21 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
         log(f"    {fmt.name}: unsure threshold {calibrations[fmt.filename]['threshold']:.3f} (dataset "
             f"{on_dataset['threshold']:.3f}, flags {100 * on_dataset['flagged_fraction']:.1f}%{photo_part})")
     return calibrations
+
+
+def validation_photos(photos: Path, log: Callable[[str], None]) -> Any:
+    """The `val` photos of a labelled folder, preprocessed; or, given a photo_val_inputs.npz that an
+    export wrote, the very 28x28 inputs it recorded (export --verify re-uses them, so verifying
+    needs no photo download)."""
+    from fmnist_edge.train.photos import VAL_SPLIT, PhotoSplit, load_split
+
+    if photos.is_dir():
+        return load_split(photos, VAL_SPLIT, log)
+    try:
+        with np.load(photos, allow_pickle=False) as saved:
+            return PhotoSplit(saved["images"], saved["labels"], tuple(str(f) for f in saved["files"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExportError(f"{photos}: neither a photo folder nor an export's {PHOTO_INPUTS_FILE} ({exc})") from None
 
 
 class _Steps:

@@ -6,18 +6,9 @@ crop) and random erasing. Rotation and shear hurt on this data, so they are abse
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    flip: bool = True
-    max_shift: int = 2  # pixels, via zero padding then a random 28x28 crop
-    erase_prob: float = 0.5
-    erase_area: tuple[float, float] = (0.02, 0.25)  # fraction of the image
-    erase_aspect: tuple[float, float] = (0.3, 3.3)
+from fmnist_edge.train.config import AugmentConfig
 
 
 def augment_batch(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:

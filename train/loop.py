@@ -16,19 +16,31 @@ import numpy as np
 
 from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.common.keras_model import load_keras_model
+from fmnist_edge.runtime.classifier import mirror_averaged
 from fmnist_edge.runtime.errors import ModelError
-from fmnist_edge.runtime.spec import NUM_CLASSES
+from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
 from fmnist_edge.train.augment import augment_batch
 from fmnist_edge.train.model import build_model
 from fmnist_edge.train.photo_augment import augment_photos
 from fmnist_edge.train.photos import class_balanced_weights
+from fmnist_edge.train.record import TrainingRecord
 
 
 def initial_model(cfg, init: Path | None) -> keras.Model:
     """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins)."""
     if init is None:
         return build_model(cfg.model)
-    return _frozen_as_configured(load_keras_model(init), cfg)
+    return _frozen_as_configured(_of_our_contract(load_keras_model(init), init), cfg)
+
+
+def _of_our_contract(model: keras.Model, path: Path) -> keras.Model:
+    """A model to fine-tune must take 28x28x1 pixels and give 10 scores, like the ones we ship:
+    anything else would fail deep inside Keras, or worse, train."""
+    inputs, outputs = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    if inputs != tuple(INPUT_SHAPE) or outputs != (NUM_CLASSES,):
+        raise ModelError(f"{path}: takes {list(inputs)} and gives {list(outputs)}; a model to start from must "
+                         f"take {list(INPUT_SHAPE)} pixels and give {NUM_CLASSES} scores")
+    return model
 
 
 def resumed_model(cfg, checkpoint: Path) -> tuple[keras.Model, list[np.ndarray]]:
@@ -111,9 +123,9 @@ class Batches(keras.utils.PyDataset):
     photos the draws are exactly those of the dataset-only recipe, so its runs reproduce bit for bit.
     """
 
-    def __init__(self, data, cfg, taught: np.ndarray | None = None, first_epoch: int = 0) -> None:
+    def __init__(self, data, cfg, first_epoch: int = 0) -> None:
         super().__init__()
-        self.data, self.cfg, self.taught = data, cfg, taught
+        self.data, self.cfg = data, cfg
         self.photos_per_batch = 0
         if data.photos is not None:
             self.photos_per_batch = max(1, round(cfg.batch_size * cfg.photo_fraction))
@@ -133,11 +145,6 @@ class Batches(keras.utils.PyDataset):
         idx = self.order[i * self.per_batch : (i + 1) * self.per_batch]
         x = augment_batch(self.data.train_x[idx], self.rng, self.cfg.augment)[..., None].astype("float32")
         y = one_hot(self.data.train_y[idx])
-        if self.taught is not None:
-            # Distillation: the dataset images' targets lean on a teacher's answers, which say which
-            # classes look alike (Hinton et al. 2015); from the starting model itself when fine-tuning,
-            # so the photos are learnt without forgetting the dataset (Li & Hoiem 2016).
-            y = (1.0 - self.cfg.distill) * y + self.cfg.distill * self.taught[idx]
         if self.photos_per_batch:
             photos = self.data.photos
             pick = self.rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
@@ -153,19 +160,12 @@ class Batches(keras.utils.PyDataset):
         self._shuffle()
 
 
-def mirror_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    """The softmax averaged with the mirror image's: how classify answers."""
-    x = images[..., None].astype("float32")
-    probs = np.concatenate([
-        keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(part, batch_size=500, verbose=0)))
-        for part in (x, x[:, :, ::-1])
-    ])
-    return ((probs[: len(x)] + probs[len(x) :]) / 2).astype("float32")
-
-
 def mirror_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 as classify answers."""
-    return float((mirror_probabilities(model, images).argmax(1) == labels).mean())
+    """Top-1 as classify answers: by the runtime's own mirror averaging (uint8 [N, 28, 28] images)."""
+    def run(pixels: np.ndarray) -> np.ndarray:
+        return keras.ops.convert_to_numpy(model(pixels.astype("float32"), training=False))
+
+    return float((mirror_averaged(run, images[..., None], 250).argmax(1) == labels).mean())
 
 
 class ProgressBar(keras.callbacks.Callback):
@@ -201,15 +201,15 @@ class Recorder(keras.callbacks.Callback):
     replaces the checkpoint, so the run ends with the end of its schedule.
     """
 
-    def __init__(self, data, record: dict, model_path: Path, save_record: Callable[[], None],
+    def __init__(self, data, record: TrainingRecord, model_path: Path, save_record: Callable[[], None],
                  schedule, optimizer, log: Callable[[str], None], keep_last: bool = False,
                  resume_path: Path | None = None) -> None:
         super().__init__()
         self.data, self.record, self.model_path, self.save_record = data, record, model_path, save_record
         self.keep_last, self.resume_path = keep_last, resume_path
         self.schedule, self.optimizer, self.log = schedule, optimizer, log
-        self.best = max((self._score(row) for row in record["history"]), default=-1.0)  # a resumed run's so far
-        self.first_epoch = len(record["history"])
+        self.best = max((self._score(row) for row in record.history), default=-1.0)  # a resumed run's so far
+        self.first_epoch = len(record.history)
         self.started = self.epoch_started = time.time()
 
     def _score(self, row: dict) -> float:
@@ -229,14 +229,14 @@ class Recorder(keras.callbacks.Callback):
         if self.data.photos_val is not None:
             row["photo_val_accuracy"] = round(
                 mirror_accuracy(self.model, self.data.photos_val.images, self.data.photos_val.labels), 5)
-        self.record["history"].append(row)
-        self.record["seed_states"] = seed_states(self.model)
+        self.record.history.append(row)
+        self.record.seed_states = seed_states(self.model)
         score = self._score(row)
         improved = score > self.best
         if improved:
             self.best = score
-            self.record["best_epoch"], self.record["best_val_accuracy"] = epoch + 1, row["val_accuracy"]
-            self.record["best_photo_val_accuracy"] = row.get("photo_val_accuracy")
+            self.record.best_epoch, self.record.best_val_accuracy = epoch + 1, row["val_accuracy"]
+            self.record.best_photo_val_accuracy = row.get("photo_val_accuracy")
             with atomic_path(self.model_path) as tmp:
                 self.model.save(tmp)
         if self.resume_path is not None:  # the state to resume from is the last epoch's, not the best one's
@@ -246,9 +246,9 @@ class Recorder(keras.callbacks.Callback):
         self.log(self._progress(row, improved))
 
     def _progress(self, row: dict, improved: bool) -> str:
-        done, total = len(self.record["history"]), self.record["config"]["epochs"]
+        done, total = len(self.record.history), self.record.config.epochs
         eta = (time.time() - self.started) / (done - self.first_epoch) * (total - done)
         photos = f"  photo val {row['photo_val_accuracy']:.4f}" if "photo_val_accuracy" in row else ""
-        saved = "  (best so far, saved)" if improved else ""
+        saved = "" if not improved else "  (saved)" if self.keep_last else "  (best so far, saved)"
         return (f"epoch {row['epoch']}/{total}: loss {row['loss']:.4f}  val {row['val_accuracy']:.4f}{photos}  "
                 f"{row['seconds']:.0f}s, about {eta / 60:.0f} min left{saved}")

@@ -1,30 +1,18 @@
 """The compact CNN: a plain VGG-style stack that quantizes to full-integer TFLite and exports to ONNX.
 
 Only Conv2D, BatchNormalization, ReLU, MaxPooling, GlobalAveragePooling, Dropout and Dense are
-used, so every converter handles the graph without custom ops. The shape lives in ModelConfig,
-which the training record saves with the rest of the configuration.
+used, so every converter handles the graph without custom ops. The shape lives in ModelConfig
+(train/config.py), which the training record saves with the rest of the configuration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from fmnist_edge.train.config import ModelConfig
 
 PARAM_LIMIT = 500_000
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Channels per conv, by stage; each stage's 3x3 convs are followed by a 2x2 max-pool (not the last's).
-
-    The 14x14 stage is 80 channels wide, not the 64 of the dataset-only model: learning real photos
-    as well costs capacity, and the 72k parameters left under the limit bought the dataset accuracy
-    back (README, "Real photos") for 1.12x the training step.
-    """
-
-    stages: tuple[tuple[int, ...], ...] = field(default=((32,), (80, 80), (128, 128, 128)))
-    dropout: float = 0.2
 
 
 def parse_stages(text: str) -> tuple[tuple[int, ...], ...]:
@@ -37,6 +25,21 @@ def parse_stages(text: str) -> tuple[tuple[int, ...], ...]:
     if any(width < 1 for stage in shape for width in stage):
         raise ValueError(f"{text!r}: every conv needs at least one channel")
     return shape
+
+
+def check_buildable(config: ModelConfig) -> None:
+    """Refuse, before any data loads, a shape that Keras could not build: each stage but the last
+    halves the 28x28 map, which must keep at least one pixel; and the parameter limit."""
+    size = INPUT_SHAPE[0]
+    for _ in config.stages[:-1]:
+        size //= 2
+    if not config.stages or any(not stage for stage in config.stages) or size < 1:
+        raise ValueError(f"{format_stages(config.stages)!r}: {len(config.stages)} stages pool the "
+                         f"{INPUT_SHAPE[0]}x{INPUT_SHAPE[1]} input below one pixel; use at most 5 stages")
+    params = param_count(config)
+    if params >= PARAM_LIMIT:
+        raise ValueError(f"{format_stages(config.stages)!r} makes a model of {params} parameters; "
+                         f"the limit is {PARAM_LIMIT}")
 
 
 def format_stages(stages: tuple[tuple[int, ...], ...]) -> str:
@@ -57,8 +60,9 @@ def param_count(config: ModelConfig) -> int:
     return count + channels * NUM_CLASSES + NUM_CLASSES
 
 
-def build_model(config: ModelConfig = ModelConfig(), name: str = "fmnist_cnn"):
+def build_model(config: ModelConfig | None = None, name: str = "fmnist_cnn"):
     """Build the Keras model. Input: raw pixels 0..255, float32 NHWC. Output: 10 logits."""
+    config = config or ModelConfig()
     import keras
     from keras import layers
 

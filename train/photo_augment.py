@@ -11,25 +11,11 @@ all perfectly upright, photos are not, and preprocessing straightens them only t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image, ImageFilter
 
 from fmnist_edge.runtime.spec import IMAGE_SIZE
-
-
-@dataclass(frozen=True)
-class PhotoAugmentConfig:
-    flip: bool = True
-    max_rotation: float = 12.0  # degrees either way
-    scale: tuple[float, float] = (0.85, 1.05)  # of the item's size on the canvas
-    max_shift: int = 2  # px
-    gain: tuple[float, float] = (0.7, 1.15)  # brightness: what the contrast stretch left uneven
-    gamma: tuple[float, float] = (0.75, 1.35)  # contrast within the item
-    blur_prob: float = 0.3
-    max_blur: float = 0.8  # Gaussian radius in px
-    edge_noise_prob: float = 0.3  # eat or grow the silhouette by one pixel in random places
+from fmnist_edge.train.config import PhotoAugmentConfig
 
 
 def augment_photo(image: np.ndarray, rng: np.random.Generator, cfg: PhotoAugmentConfig) -> np.ndarray:
