@@ -104,8 +104,13 @@ def run_classify(
         if lines.closed:
             outcome.stopped = "stdout closed"
             break
-        with stop.at_once() if stop is not None and item.stream else contextlib.nullcontext():
-            pixels, error = _prepare(item)  # a pipe may wait for its writer: a signal must not wait with it
+        if item.stream:  # a pipe may wait for its writer: the answers so far go out first, and a signal ends the wait
+            outcome.failed += printer.flush(pending)
+            pending = []
+            with stop.at_once() if stop is not None else contextlib.nullcontext():
+                pixels, error = _prepare(item)
+        else:
+            pixels, error = _prepare(item)
         if not pending:
             started = time.monotonic()
         pending.append((item, pixels, error))

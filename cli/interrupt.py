@@ -67,6 +67,8 @@ class StopOnSignals:
         there, the first signal raises KeyboardInterrupt at once, as a second one would elsewhere."""
         before, self._raise_at_once = self._raise_at_once, True
         try:
+            if self.requested is not None:  # it came just before: the wait would not be interrupted
+                raise KeyboardInterrupt
             yield
         finally:
             self._raise_at_once = before

@@ -28,7 +28,9 @@ class WalkStopped(Exception):
 
 
 def glob_paths(pattern: str, stopped: Stopped) -> list[str]:
-    """Every existing path `pattern` matches, each once, spelt as glob.glob spells it (unsorted).
+    """Every existing path `pattern` matches, each once, spelt as in the pattern (unsorted; glob.glob
+    spells them alike, except that it keeps a doubled separator and ends a folder matched by a
+    trailing ** with one).
     Raises WalkStopped when `stopped()` turns true, OSError only for nothing (unreadable folders are
     skipped, as glob skips them)."""
     root, parts = _split(pattern)
@@ -54,21 +56,25 @@ def glob_paths(pattern: str, stopped: Stopped) -> list[str]:
 def _next_states(path: str, index: int, parts: list[str], stopped: Stopped) -> Iterator[tuple[str, int]]:
     """The (path, part index) states that matching parts[index] inside folder `path` leads to."""
     part = parts[index]
+    last = index + 1 == len(parts)
     if part == "**":
         yield path, index + 1  # ** matches zero folders too
-        for name in _names(path, part, stopped, folders_only=True):
-            yield os.path.join(path, name), index  # and then any number more
+        for name, is_dir in _entries(path, part, stopped):
+            if is_dir:
+                yield os.path.join(path, name), index  # and then any number more
+            elif last:
+                yield os.path.join(path, name), index + 1  # a trailing ** matches the files too
     elif glob.has_magic(part):
-        last = index + 1 == len(parts)
-        for name in _names(path, part, stopped, folders_only=not last):
-            if fnmatch.fnmatch(name, part):
+        for name, is_dir in _entries(path, part, stopped):
+            if (is_dir or last) and fnmatch.fnmatch(name, part):
                 yield os.path.join(path, name), index + 1
     else:
         yield os.path.join(path, part), index + 1
 
 
-def _names(path: str, part: str, stopped: Stopped, folders_only: bool) -> Iterator[str]:
-    """Entry names in folder `path` a pattern part may match: hidden ones only for a part starting with '.'."""
+def _entries(path: str, part: str, stopped: Stopped) -> Iterator[tuple[str, bool]]:
+    """(name, is a folder) of the entries in folder `path` a pattern part may match: hidden ones
+    only for a part starting with '.'."""
     try:
         entries = os.scandir(path or os.curdir)
     except OSError:  # gone, or not ours to list: glob skips it too
@@ -79,9 +85,7 @@ def _names(path: str, part: str, stopped: Stopped, folders_only: bool) -> Iterat
                 raise WalkStopped
             if entry.name.startswith(".") and not part.startswith("."):
                 continue
-            if folders_only and not _is_dir(entry):
-                continue
-            yield entry.name
+            yield entry.name, _is_dir(entry)
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
