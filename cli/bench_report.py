@@ -87,3 +87,37 @@ def rich_table(doc: dict):
         previous = load
         table.add_row(*(fn(r) for _, fn in cols))
     return table
+
+
+STAGE_COLUMNS = ("stage", "median ms", "p90 ms", "share")
+
+
+def photo_rows(doc: dict) -> list[tuple[str, ...]]:
+    """bench --photos: one row per stage, then the total."""
+    return [(stage, _ms(row["median_ms"]), _ms(row["p90_ms"]), f"{100 * row['share']:.0f}%")
+            for stage, row in doc["stages"].items()]
+
+
+def photo_caption(doc: dict) -> str:
+    method = doc["method"]
+    return (f"{len(doc['photos'])} photos, each its fastest of {method['rounds']} rounds, from bytes in memory; "
+            f"model {method['model']} on {method['backend']}, {method['threads']} thread. Median and p90 over the "
+            f"photos; share of the median total. Machine: {machine_line(doc)}.")
+
+
+def photo_markdown(doc: dict) -> str:
+    lines = ["| " + " | ".join(STAGE_COLUMNS) + " |", "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in photo_rows(doc)]
+    return "\n".join([*lines, "", photo_caption(doc)])
+
+
+def photo_table(doc: dict):
+    from rich.table import Table
+
+    table = Table(title="fmnist-edge bench --photos: where a photo's time goes", caption=photo_caption(doc),
+                  caption_justify="left")
+    for i, name in enumerate(STAGE_COLUMNS):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in photo_rows(doc):
+        table.add_row(*row)
+    return table

@@ -16,7 +16,11 @@ from fmnist_edge.output import safe_text
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, UsageError
 
-CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their images) and globs.
+CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their images), globs, and `-`.
+
+`-` (or /dev/stdin, or a named pipe) reads one photo from a pipe: `cat photo.jpg | fmnist-edge
+classify -`; up to 64 MiB is read. Globs may use `**`; a link back into a folder already walked is
+not followed.
 
 Runs the bundled int8 TFLite model on LiteRT unless --model or --backend says otherwise. Without
 --backend the first interpreter that imports is used, in the order LiteRT, tflite-runtime,
@@ -33,17 +37,17 @@ decoder or memory error), and the rest go on. A model with no manifest beside it
 named by --model, with a warning that it is unverified; a model that carries no threshold flags
 nothing unsure. Ctrl-C or
 SIGTERM stops after the lines in progress; a second one stops at once. A closed stdout (`| head
--3`) ends the run quietly.
+-3`) ends the run quietly; with stderr closed, the answers are still printed.
 
 Exit codes: 0 every input classified; 1 some inputs failed (each has one line on stderr, and with
 --json also a {"path", "error"} object on stdout); 2 usage error (bad option, missing, corrupt or
-unverifiable model or manifest, interpreter not installed); 130 stopped early (SIGINT, SIGTERM, or
-stdout closed): the lines printed are complete.
+unverifiable model or manifest, interpreter not installed, stdout on a full disk); 130 stopped early
+(SIGINT, SIGTERM, or stdout closed): the lines printed are complete.
 """
 
 
 def classify(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns, or - for a photo from stdin.", show_default=False)],
     model: Annotated[
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="the bundled model the backend runs")
     ] = None,
@@ -143,6 +147,11 @@ def bench(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for the README).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document: machine, results.")] = False,
     data_dir: DataDir = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="Instead: where each photo's time goes in this folder "
+                     "(decode, resize, segment, cut out, model), on the bundled model or the one model in PATHS."),
+    ] = None,
 ) -> None:
     import json
 
@@ -151,6 +160,9 @@ def bench(
 
     if markdown and json_out:
         raise fail(UsageError("choose one of --markdown and --json"))
+    if photos is not None:
+        _photo_stages(photos, paths or [], backend, markdown, json_out)
+        return
     try:
         model_paths = [p for p in paths or [] if p.suffix != ".keras"]
         keras_paths = [p for p in paths or [] if p.suffix == ".keras"]
@@ -187,6 +199,38 @@ def bench(
         if not console.is_terminal:
             console = Console(width=180)  # piped: no wrapping at a guessed 80 columns
         console.print(bench_report.rich_table(doc))
+
+
+def _photo_stages(folder: Path, paths: list[Path], backend: str | None, markdown: bool, json_out: bool) -> None:
+    """bench --photos: per-stage milliseconds of every photo in `folder` (runtime/photo_stages.py)."""
+    import json
+
+    from fmnist_edge import bench_report
+    from fmnist_edge.inputs import expand
+    from fmnist_edge.runtime.classifier import Classifier
+    from fmnist_edge.runtime.photo_stages import photo_stages
+
+    try:
+        if len(paths) > 1 or any(p.suffix == ".keras" for p in paths):
+            raise UsageError("--photos times one .tflite or .onnx model: give at most one in PATHS")
+        inputs = expand([str(folder)])
+        unusable = [i.error for i in inputs if i.error is not None]
+        if unusable:
+            raise UsageError(unusable[0])
+        classifier = Classifier(paths[0] if paths else None, threads=1, backend=backend)
+        doc = photo_stages([i.path for i in inputs], classifier, log=progress)
+    except FmnistEdgeError as exc:
+        raise fail(exc) from None
+    if json_out:
+        typer.echo(json.dumps(doc, indent=2))
+    elif markdown:
+        typer.echo(bench_report.photo_markdown(doc))
+    else:
+        from rich.console import Console
+
+        Console(width=None if Console().is_terminal else 120).print(bench_report.photo_table(doc))
+    if doc["unreadable"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _tensorflow_installed() -> bool:

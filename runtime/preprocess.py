@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +54,13 @@ REFINE_PASSES = 3  # re-learn both colour models from the previous mask this man
 SCORE_RADIUS = 2  # px at SEG_SIZE: average the per-pixel evidence over a 5x5 box before deciding
 BLACK, GRAY_SPREAD = 16, 12  # what counts as a black border and a colourless picture (is_light_on_black)
 MASK_MIN, MASK_MAX = 0.03, 0.97  # a mask covering less or more of the frame is not an item; use the frame
+
+
+Mark = Callable[[str], None]  # told the name of each stage as it ends (bench --photos times them)
+
+
+def _unmarked(stage: str) -> None:
+    pass
 
 
 def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -> Image.Image:
@@ -239,8 +247,9 @@ def is_light_on_black(rgb: np.ndarray) -> bool:
     return bool((spread <= GRAY_SPREAD).mean() >= 0.99)
 
 
-def to_model_input(image: Image.Image) -> np.ndarray:
-    """A decoded image -> uint8 [28, 28], light item on a black background."""
+def to_model_input(image: Image.Image, mark: Mark = _unmarked) -> np.ndarray:
+    """A decoded image -> uint8 [28, 28], light item on a black background. `mark(stage)` is called as
+    each stage ends (resize, segment, cut out), for `bench --photos` to see where the time goes."""
     if image.size == (IMAGE_SIZE, IMAGE_SIZE):  # only then can it be dataset-like; skip converting big photos
         gray_full = np.asarray(image.convert("L"))
         if is_dataset_like(gray_full):
@@ -251,13 +260,15 @@ def to_model_input(image: Image.Image) -> np.ndarray:
     light_on_black = is_light_on_black(np.asarray(work))
     small = work.copy()
     small.thumbnail((SEG_SIZE, SEG_SIZE), Image.Resampling.BOX)
+    mark("resize")
     found = _foreground(np.asarray(small, dtype=np.float32))
+    mark("segment")
     # Upsampling the coarse mask bilinearly gives the soft edge that keeps the cut-out from looking jagged.
     coarse = Image.fromarray(found.astype(np.uint8) * 255)
     soft = np.asarray(coarse.resize(work.size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
     mask = soft > 0.5
     top, bottom, left, right = _bounding_box(mask)
-    rgb = np.asarray(work, dtype=np.float32)[top:bottom, left:right]
+    rgb = np.asarray(work)[top:bottom, left:right].astype(np.float32)  # the crop only, not the whole photo
     soft, mask = soft[top:bottom, left:right], mask[top:bottom, left:right]
 
     gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -272,6 +283,7 @@ def to_model_input(image: Image.Image) -> np.ndarray:
     small = Image.fromarray(np.clip(item, 0, 255).astype(np.uint8), "L").resize(size, Image.Resampling.LANCZOS)
     canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     canvas.paste(small, (_centred_offset(size[0]), _centred_offset(size[1])))
+    mark("cut out")
     return np.asarray(canvas).copy()
 
 
@@ -446,11 +458,13 @@ def _stretch(item: np.ndarray, mask: np.ndarray, max_gain: float = 4.0) -> np.nd
     return item * gain
 
 
-def preprocess(source: str | Path | bytes | BinaryIO, name: str | None = None) -> np.ndarray:
-    """File, bytes or stream -> uint8 [28, 28] model input; any failure is an ImageError naming it."""
+def preprocess(source: str | Path | bytes | BinaryIO, name: str | None = None, mark: Mark = _unmarked) -> np.ndarray:
+    """File, bytes or stream -> uint8 [28, 28] model input; any failure is an ImageError naming it.
+    `mark(stage)` is called as each stage ends: decode, then to_model_input's."""
     image = open_image(source, name)
+    mark("decode")
     try:
-        return to_model_input(image)
+        return to_model_input(image, mark)
     except Exception as exc:  # an odd mode Pillow cannot convert, memory: this image fails, not the caller
         shown = name or (str(source) if isinstance(source, (str, Path)) else "image")
         raise ImageError(f"{shown}: cannot prepare the image ({_reason(exc)})") from None
