@@ -16,7 +16,7 @@ from fmnist_edge.output import safe_text
 from fmnist_edge.runtime import registry
 from fmnist_edge.runtime.errors import FmnistEdgeError, UsageError
 
-CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their images), globs, and `-`.
+CLASSIFY_HELP = """Classify photos or dataset images: files, folders (their images), globs, and `-` (stdin).
 
 `-` (or /dev/stdin, or a named pipe) reads one photo from a pipe: `cat photo.jpg | fmnist-edge
 classify -`; up to 64 MiB is read. Globs may use `**`; a link back into a folder already walked is
@@ -47,7 +47,8 @@ unverifiable model or manifest, interpreter not installed, stdout on a full disk
 
 
 def classify(
-    paths: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns, or - for a photo from stdin.", show_default=False)],
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns, or - (stdin).",
+                                               show_default=False)],
     model: Annotated[
         Path | None, typer.Option(help="A .tflite or .onnx model.", show_default="the bundled model the backend runs")
     ] = None,
