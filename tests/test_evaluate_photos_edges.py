@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,28 @@ def test_with_stderr_closed_the_figures_are_still_printed(tmp_path: Path) -> Non
     result = run_cli("evaluate-photos", folder, "--no-plots", stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2))
     assert result.returncode == 1
     assert "top-1 on 2 photos" in result.stdout
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether the process has set its own SIGTERM handler yet (Linux: the SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc to see the handlers set")
+def test_sigterm_stops_it_at_once_with_130_and_leaves_no_half_written_report(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rows = ["file,label"] + [f"{garment(folder / f'g{i:03d}.png').name},{i % 10}" for i in range(600)]
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, "-m", "fmnist_edge", "evaluate-photos", str(folder), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not handles_sigterm(proc.pid):
+        pass
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr == "interrupted\n" and stdout == ""
+    assert not out.exists() or not any(p.name.endswith(".tmp.png") for p in out.iterdir())
