@@ -6,6 +6,18 @@ beyond numpy. It reads the model with runtime/tflite_reader.py and runs the floa
 int8 kernels would need integer arithmetic matching the interpreters' rounding, and a float
 graph in float32 matches LiteRT's fp32 scores to ~1e-5 (tests/test_numpy_backend.py).
 
+It runs the ops our exporter's models are made of (train/model.py's conv/BN/ReLU/pool/GAP/dense
+family through export/convert.py), each checked against LiteRT on small Keras models in
+tests/test_numpy_backend_ops.py, and refuses any other op or option in one line naming it:
+- MUL, ADD: the normalization layer (Rescaling); two live operands and a fused RELU too.
+- CONV_2D: Conv2D with BatchNormalization folded in, ReLU fused; SAME or VALID, any stride.
+- MAX_POOL_2D: MaxPooling2D, VALID (the family's, odd sizes included) or SAME.
+- MEAN: GlobalAveragePooling2D, keepdims or not. FULLY_CONNECTED: Dense, no or RELU activation.
+Removed, since no model of that family contains them (checked by converting 1- to 5-stage ones):
+AVERAGE_POOL_2D, RESHAPE, SOFTMAX, standalone RELU and RELU6, the fused RELU6 activation and
+FULLY_CONNECTED's keep_num_dims (which Keras never sets: a Dense on 4-D input converts to a
+RESHAPE chain). An untested kernel is a wrong answer waiting for a model that uses it.
+
 Convolutions are im2col + one float32 matmul per layer, so the time goes to BLAS (~1 ms per
 image at one thread on x86 at batch 32). `threads` limits the BLAS pool during `run` (see
 runtime/blas_threads.py); the rest of the work is single-threaded numpy.
@@ -89,10 +101,9 @@ def _compile(graph: Graph, index: int, op: Operator) -> tuple[list[int], int, Ke
 
 
 def _activate(x: np.ndarray, activation: object) -> np.ndarray:
+    """A fused activation, in place: the reader lets through only None and RELU."""
     if activation == "RELU":
         np.maximum(x, 0, out=x)
-    elif activation == "RELU6":
-        np.clip(x, 0, 6, out=x)
     return x
 
 
@@ -139,28 +150,21 @@ def _conv(options: dict, const: dict) -> Kernel:
     return conv
 
 
-def _pool(reduce: str) -> Callable[[dict, dict], Kernel]:
-    def build(options: dict, _const: dict) -> Kernel:
-        kh, kw = int(options["filter_h"]), int(options["filter_w"])
-        sh, sw, padding = int(options["stride_h"]), int(options["stride_w"]), options["padding"]
+def _max_pool(options: dict, _const: dict) -> Kernel:
+    kh, kw = int(options["filter_h"]), int(options["filter_w"])
+    sh, sw, padding = int(options["stride_h"]), int(options["stride_w"]), options["padding"]
 
-        def pool(args: list[np.ndarray]) -> np.ndarray:
-            x = args[0]
-            taps = _windows(x, kh, kw, sh, sw, padding, -np.inf if reduce == "max" else 0.0)
-            # One strided slice per tap, combined in place: faster than reducing over the window axes.
-            y = taps[:, :, :, 0, 0].copy()
-            for dy in range(kh):
-                for dx in range(kw):
-                    if dy or dx:
-                        (np.maximum if reduce == "max" else np.add)(y, taps[:, :, :, dy, dx], out=y)
-            if reduce != "max":  # TFLite averages over the window's real pixels, never the padding
-                ones = np.ones((1, *x.shape[1:3], 1), dtype=np.float32)
-                y /= _windows(ones, kh, kw, sh, sw, padding, 0.0).sum(axis=(3, 4), dtype=np.float32)
-            return _activate(np.ascontiguousarray(y, dtype=np.float32), options["activation"])
+    def pool(args: list[np.ndarray]) -> np.ndarray:
+        taps = _windows(args[0], kh, kw, sh, sw, padding, -np.inf)  # SAME padding never wins a max
+        # One strided slice per tap, combined in place: faster than reducing over the window axes.
+        y = taps[:, :, :, 0, 0].copy()
+        for dy in range(kh):
+            for dx in range(kw):
+                if dy or dx:
+                    np.maximum(y, taps[:, :, :, dy, dx], out=y)
+        return _activate(np.ascontiguousarray(y, dtype=np.float32), options["activation"])
 
-        return pool
-
-    return build
+    return pool
 
 
 def _fully_connected(options: dict, const: dict) -> Kernel:
@@ -168,12 +172,10 @@ def _fully_connected(options: dict, const: dict) -> Kernel:
     bias = const.get(2)
 
     def fc(args: list[np.ndarray]) -> np.ndarray:
-        x = args[0]
-        y = x.reshape(-1, weights.shape[0]) @ weights
+        y = args[0].reshape(-1, weights.shape[0]) @ weights  # [N, C] (the reader refuses keep_num_dims)
         if bias is not None:
             y += bias
-        y = _activate(y, options["activation"])
-        return y.reshape(*x.shape[:-1], -1) if options["keep_num_dims"] else y
+        return _activate(y, options["activation"])
 
     return fc
 
@@ -200,40 +202,12 @@ def _mean(options: dict, const: dict) -> Kernel:
     return mean
 
 
-def _reshape(_options: dict, const: dict) -> Kernel:
-    target = [int(d) for d in const[1]]
-
-    def reshape(args: list[np.ndarray]) -> np.ndarray:
-        x = args[0]
-        shape = list(target)
-        if len(shape) > 1 and shape[0] in (1, -1):  # the batch: stored as 1 or -1, run as N
-            shape[0] = x.shape[0]
-        return x.reshape(shape)
-
-    return reshape
-
-
-def _softmax(options: dict, _const: dict) -> Kernel:
-    beta = np.float32(options["beta"])
-
-    def softmax(args: list[np.ndarray]) -> np.ndarray:
-        z = (args[0] - args[0].max(axis=-1, keepdims=True)) * beta
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-
-    return softmax
-
-
+# One kernel per op of tflite_reader.OPS, which refuses every other op before it gets here.
 _BUILDERS: dict[str, Callable[[dict, dict], Kernel]] = {
     "CONV_2D": _conv,
-    "MAX_POOL_2D": _pool("max"),
-    "AVERAGE_POOL_2D": _pool("average"),
+    "MAX_POOL_2D": _max_pool,
     "FULLY_CONNECTED": _fully_connected,
     "ADD": _binary(np.add),
     "MUL": _binary(np.multiply),
     "MEAN": _mean,
-    "RESHAPE": _reshape,
-    "SOFTMAX": _softmax,
-    "RELU": lambda _o, _c: lambda args: _activate(args[0].copy(), "RELU"),
-    "RELU6": lambda _o, _c: lambda args: _activate(args[0].copy(), "RELU6"),
 }

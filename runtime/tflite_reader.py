@@ -22,18 +22,20 @@ from fmnist_edge.runtime.errors import ModelError
 
 FILE_IDENTIFIER = b"TFL3"
 
-# enum BuiltinOperator (int32): only the codes the numpy backend can run.
-OPS = {0: "ADD", 1: "AVERAGE_POOL_2D", 3: "CONV_2D", 9: "FULLY_CONNECTED", 17: "MAX_POOL_2D", 18: "MUL",
-       19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX", 40: "MEAN"}
+# enum BuiltinOperator (int32): only the codes the numpy backend can run, which are the ones our exporter's
+# models are made of (runtime/numpy_backend.py says which layer gives which).
+OPS = {0: "ADD", 3: "CONV_2D", 9: "FULLY_CONNECTED", 17: "MAX_POOL_2D", 18: "MUL", 40: "MEAN"}
 # Names of common ops it does not run, so a refusal names the op rather than a number.
-UNSUPPORTED = {2: "CONCATENATION", 4: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE", 14: "LOGISTIC", 28: "TANH", 34: "PAD",
-               41: "SUB", 42: "DIV", 114: "QUANTIZE"}
+UNSUPPORTED = {1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 4: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE", 14: "LOGISTIC",
+               19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX", 28: "TANH", 34: "PAD", 41: "SUB", 42: "DIV",
+               114: "QUANTIZE"}
 # enum TensorType (byte) -> numpy dtype; names of the others, for the refusal message.
 DTYPES = {0: np.dtype(np.float32), 2: np.dtype(np.int32), 4: np.dtype(np.int64)}
 TYPE_NAMES = {0: "FLOAT32", 1: "FLOAT16", 2: "INT32", 3: "UINT8", 4: "INT64", 5: "STRING", 6: "BOOL", 7: "INT16",
               8: "COMPLEX64", 9: "INT8", 10: "FLOAT64", 17: "INT4"}
 PADDING = {0: "SAME", 1: "VALID"}
-ACTIVATIONS = {0: None, 1: "RELU", 3: "RELU6"}  # RELU_N1_TO_1, TANH and SIGN_BIT are refused
+ACTIVATIONS = {0: None, 1: "RELU"}  # the rest of enum ActivationFunctionType is refused, by name
+REFUSED_ACTIVATIONS = {2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 
 # Table field numbers (schema.fbs order).
 MODEL_VERSION, MODEL_OPCODES, MODEL_SUBGRAPHS, MODEL_BUFFERS = 0, 1, 2, 4
@@ -56,9 +58,7 @@ OPTIONS: dict[str, tuple[int, dict[str, tuple[int, str, object]]]] = {
     "ADD": (11, {"activation": (0, *_FUSED)}),
     "MUL": (21, {"activation": (0, *_FUSED)}),
     "MEAN": (27, {"keep_dims": (0, "?", False)}),
-    "SOFTMAX": (9, {"beta": (0, "f", 0.0)}),
 }
-OPTIONS["AVERAGE_POOL_2D"] = (5, OPTIONS["MAX_POOL_2D"][1])
 
 
 @dataclass
@@ -263,8 +263,9 @@ def _check_options(index: int, op: str, options: dict[str, object]) -> None:
     """Refuse option values the numpy kernels do not implement, rather than compute something else."""
     if "activation" in options:
         if options["activation"] not in ACTIVATIONS:
-            raise ModelError(f"operator {index} ({op}) has fused activation {options['activation']}; "
-                             "the numpy backend runs none, RELU and RELU6")
+            code = options["activation"]
+            raise ModelError(f"operator {index} ({op}) has fused activation {REFUSED_ACTIVATIONS.get(code, code)}; "
+                             "the numpy backend runs none and RELU")
         options["activation"] = ACTIVATIONS[options["activation"]]
     if "padding" in options:
         if options["padding"] not in PADDING:
@@ -274,3 +275,6 @@ def _check_options(index: int, op: str, options: dict[str, object]) -> None:
         raise ModelError(f"operator {index} ({op}) is dilated; the numpy backend runs dilation 1 only")
     if options.get("weights_format", 0) != 0:
         raise ModelError(f"operator {index} ({op}) has shuffled weights; the numpy backend reads the default layout")
+    if options.get("keep_num_dims"):
+        raise ModelError(f"operator {index} ({op}) has keep_num_dims set; the numpy backend flattens a dense "
+                         "layer's input to [N, C]")
