@@ -18,7 +18,7 @@ from fmnist_edge.options import DataDir, Verbose, fail, progress, require
 from fmnist_edge.quiet import quiet_unless_verbose
 from fmnist_edge.runtime.errors import FmnistEdgeError, UsageError
 from fmnist_edge.train.config import PHOTOS_DIR, SELECTIONS, TRAIN_OUT, ModelConfig, TrainConfig
-from fmnist_edge.train.model import format_stages, parse_stages
+from fmnist_edge.train.model import check_buildable, format_stages, parse_stages
 
 
 def data(data_dir: DataDir = None) -> None:
@@ -226,6 +226,8 @@ def _stages(text: str, init: Path | None) -> tuple[tuple[int, ...], ...]:
     if init is not None:
         raise UsageError("--stages shapes a new network; --init continues a trained one in its own shape")
     try:
-        return parse_stages(text)
+        shape = parse_stages(text)
+        check_buildable(ModelConfig(stages=shape))  # before the photo line and the data: nothing else to say
     except ValueError as exc:
         raise UsageError(f"--stages {exc}") from None
+    return shape

@@ -16,7 +16,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fmnist_edge.app import app
 
     out = tmp_path_factory.mktemp("smoke-train")
-    result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(out)])
+    result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--no-photos", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

@@ -90,12 +90,11 @@ def test_unsure_threshold_is_calibrated_on_classifys_own_probabilities() -> None
     # validation photos' inputs that export stored beside the models.
     from fmnist_edge.export.calibrate import combined, photo_unsure_threshold, unsure_threshold
     from fmnist_edge.runtime.classifier import mirror_averaged
-    from fmnist_edge.train.train import TrainConfig, split
+    from fmnist_edge.train.record import read_record
+    from fmnist_edge.train.split import split
 
-    saved = json.loads((ARTIFACTS / TRAINING_RECORD).read_text())["config"]
     ds = data.load()
-    config = TrainConfig(seed=saved["seed"], val_size=saved["val_size"], subset=saved.get("subset"))
-    _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
+    _, (val_x, val_y) = split(ds.train_images, ds.train_labels, read_record(ARTIFACTS / TRAINING_RECORD).config)
     backend = load_backend(ARTIFACTS / MANIFEST["default_model"])
     on_dataset = unsure_threshold(mirror_averaged(backend.run, val_x[..., None], 500), val_y)
     on_photos = None

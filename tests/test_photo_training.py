@@ -145,6 +145,13 @@ def test_a_photo_run_resumes_from_another_folder_and_refuses_changed_photos(tmp_
     assert changed.exit_code == 2 and "labels.csv: changed since the run started" in changed.stderr
 
     labels.write_text(GOOD, encoding="utf-8")
+    photo = tmp_path / "photos" / "photo_ankle_boot.jpg"  # a `val` photo replaced under its own name
+    original = photo.read_bytes()
+    photo.write_bytes((EXAMPLES / "photo_tshirt.jpg").read_bytes())
+    replaced = CliRunner().invoke(app, ["train", "--resume", "--out", str(out)])
+    assert replaced.exit_code == 2 and "its photos changed since the run started" in replaced.stderr
+
+    photo.write_bytes(original)
     resumed = CliRunner().invoke(app, ["train", "--resume", "--out", str(out)])
     assert resumed.exit_code == 0, resumed.output
     record = json.loads((out / "fmnist_cnn.training.json").read_text())
@@ -153,7 +160,8 @@ def test_a_photo_run_resumes_from_another_folder_and_refuses_changed_photos(tmp_
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
 def test_a_photo_subset_without_photos_is_refused_before_training(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--subset", "256", "--photo-subset", "10", "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--photo-subset", "10", "--no-photos",
+                                      "--out", str(tmp_path)])
     assert result.exit_code == 2 and "needs photos" in result.stderr and "Traceback" not in result.output
     assert not any(tmp_path.iterdir())
 
@@ -171,14 +179,11 @@ def test_train_with_a_bad_photo_folder_stops_before_training(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
-@pytest.mark.parametrize("command", ["train-init", "blend"])
-def test_a_missing_model_to_start_from_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+def test_a_missing_model_to_start_from_is_one_line_and_exit_2(tmp_path: Path) -> None:
     folder = photo_folder(tmp_path / "photos")
     missing = str(tmp_path / "nope.keras")
-    args = (["train", "--init", missing, "--photos", str(folder), "--out", str(tmp_path / "run")]
-            if command == "train-init" else
-            ["blend", missing, missing, "--photos", str(folder), "--out", str(tmp_path / "run")])
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, ["train", "--init", missing, "--photos", str(folder),
+                                      "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "nope.keras" in result.stderr and "Traceback" not in result.output
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
@@ -72,7 +72,8 @@ def test_smoke_training_writes_model_and_record(smoke_run: Path) -> None:
     record = json.loads((smoke_run / "fmnist_cnn.training.json").read_text())
     assert (smoke_run / "fmnist_cnn.keras").is_file()
     assert record["status"] == "completed"
-    for key in ("config", "seed", "history", "wall_seconds", "peak_rss_mb", "data_sha256", "git_commit",
+    assert record["record_version"] == 2 and record["config"]["seed"] == 0
+    for key in ("config", "history", "wall_seconds", "peak_rss_mb", "data_sha256", "git_commit",
                 "versions", "params", "macs_per_image", "best_epoch", "best_val_accuracy"):
         assert key in record, key
     assert len(record["history"]) == 1
@@ -82,7 +83,7 @@ def test_smoke_training_writes_model_and_record(smoke_run: Path) -> None:
 @needs_tensorflow
 def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "2", "--select", "last",
-                                      "--out", str(tmp_path)])
+                                      "--no-photos", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "last epoch 2: val accuracy" in result.output
     record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
@@ -104,7 +105,7 @@ def test_a_network_shape_from_the_command_line_is_trained_and_recorded(tmp_path:
     from fmnist_edge.train.model import ModelConfig, param_count
 
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--stages", "8/16,16",
-                                      "--out", str(tmp_path)])
+                                      "--no-photos", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
     assert record["config"]["model"]["stages"] == [[8], [16, 16]]
@@ -117,6 +118,7 @@ def test_a_network_shape_from_the_command_line_is_trained_and_recorded(tmp_path:
     (["--stages", "32/0"], "at least one channel"),
     (["--stages", "256,256/256,256"], "the limit is 500000"),
     (["--stages", "8", "--init", "artifacts/fmnist_cnn.keras"], "--init continues a trained one"),
+    (["--stages", "8/8/8/8/8/8"], "pool the 28x28 input below one pixel"),
 ])
 def test_a_bad_network_shape_is_one_line_before_any_data_is_read(tmp_path: Path, extra: list[str], says: str) -> None:
     no_data = tmp_path / "no-data"  # were the data read first, the error would be about this folder
@@ -126,31 +128,73 @@ def test_a_bad_network_shape_is_one_line_before_any_data_is_read(tmp_path: Path,
     assert not (tmp_path / "run").exists()
 
 
+def test_train_with_no_options_is_the_recipe_the_shipped_model_was_trained_with() -> None:
+    """The README's `fmnist-edge train` reproduces the shipped model: its record's configuration is
+    the defaults, and the CLI's defaults are read from the same dataclass."""
+    from fmnist_edge.train.config import TrainConfig
+    from fmnist_edge.train.record import read_record
+
+    shipped = read_record(ARTIFACTS / "fmnist_cnn.training.json")
+    assert shipped.config == TrainConfig() and shipped.photos is not None
+    assert shipped.photos.train == 549 and shipped.photos.val == 151  # all of fetch-photos' folder
+    params = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
+    assert (params["epochs"], params["seed"], params["lr"], params["photo_fraction"], params["batch_size"],
+            params["select"]) == (40, 0, 0.1, 0.1, 128, "last")
+
+
 @needs_tensorflow
-def test_a_teacher_s_answers_become_part_of_the_dataset_targets(tmp_path: Path) -> None:
-    from fmnist_edge.train import loop
-    from fmnist_edge.train.train import Data, TrainConfig
-
-    rng = np.random.default_rng(0)
-    data = Data(rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), np.arange(8) % 10, None, None)
-    taught = rng.dirichlet(np.ones(10), 8).astype("float32")
-    _, y = loop.Batches(data, TrainConfig(batch_size=8, distill=0.25), taught)[0]
-    order = loop.Batches(data, TrainConfig(batch_size=8), None).order  # the same seeded shuffle
-    np.testing.assert_allclose(y, 0.75 * loop.one_hot(data.train_y[order]) + 0.25 * taught[order], rtol=1e-6)
-
-
-@needs_tensorflow
-def test_training_with_a_teacher_records_which_model_taught(tmp_path: Path) -> None:
-    teacher = ARTIFACTS / by_name("keras").filename
-    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--teacher", str(teacher),
-                                      "--out", str(tmp_path)])
+def test_without_photos_train_says_in_one_line_that_it_trains_on_the_dataset_alone(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/photos-train here
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--out", "run"])
     assert result.exit_code == 0, result.output
-    record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
-    assert record["teacher"]["sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
-    assert record["config"]["distill"] == 0.5
-    refused = CliRunner().invoke(app, ["train", "--subset", "256", "--teacher", str(teacher), "--distill", "0",
-                                       "--out", str(tmp_path / "again")])
-    assert refused.exit_code == 2 and "distillation weight" in refused.stderr
+    said = [line for line in result.stderr.splitlines() if "data/photos-train" in line]
+    assert len(said) == 1 and "Fashion-MNIST alone" in said[0] and "fetch-photos" in said[0]
+    assert json.loads((tmp_path / "run" / "fmnist_cnn.training.json").read_text())["photos"] is None
+
+
+@needs_tensorflow
+def test_a_second_run_into_a_locked_folder_is_refused_in_one_line(tmp_path: Path) -> None:
+    from fmnist_edge.common.lock import FolderLock
+
+    with FolderLock(tmp_path, "training run"):  # as a run in progress holds it
+        result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--no-photos",
+                                          "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is writing there" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "fmnist_cnn.keras").exists()
+
+
+@needs_tensorflow
+def test_an_out_that_is_a_file_is_refused_before_any_data_is_read(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    result = CliRunner().invoke(app, ["train", "--no-photos", "--data-dir", str(tmp_path / "no-data"),
+                                      "--out", str(out)])
+    assert result.exit_code == 2 and "--out" in result.stderr and "is a file" in result.stderr
+    assert out.read_text() == "not a folder"
+
+
+@needs_tensorflow
+def test_a_model_of_another_contract_is_refused_as_a_starting_point(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    other = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
+    other.save(tmp_path / "other.keras")
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--no-photos",
+                                      "--init", str(tmp_path / "other.keras"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "must take [28, 28, 1] pixels and give 10 scores" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_run_never_starts_from_the_model_it_would_overwrite(smoke_run: Path) -> None:
+    model = smoke_run / "fmnist_cnn.keras"
+    before = model.read_bytes()
+    result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--no-photos", "--force",
+                                      "--init", str(model), "--out", str(smoke_run)])
+    assert result.exit_code == 2 and "overwrite its own starting point" in result.stderr
+    assert model.read_bytes() == before
 
 
 @needs_tensorflow
@@ -166,7 +210,7 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_
         raise KeyboardInterrupt  # as Ctrl-C, or the machine going away, right after a checkpoint
 
     monkeypatch.setattr(loop.Recorder, "on_epoch_end", stop_after_the_first_epoch)
-    args = ["train", "--subset", "256", "--epochs", "3", "--out", str(tmp_path)]
+    args = ["train", "--subset", "256", "--epochs", "3", "--no-photos", "--out", str(tmp_path)]
     stopped = CliRunner().invoke(app, args)
     assert stopped.exit_code == 130 and "train --resume --out" in stopped.stderr
     monkeypatch.setattr(loop.Recorder, "on_epoch_end", finish_epoch)
@@ -199,7 +243,8 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_
 
 
 def test_train_refuses_to_overwrite_without_force(smoke_run: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--out", str(smoke_run)])
+    result = CliRunner().invoke(app, ["train", "--subset", "512", "--epochs", "1", "--no-photos",
+                                      "--out", str(smoke_run)])
     assert result.exit_code == 2
     assert "--force" in result.output
 
