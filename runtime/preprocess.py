@@ -45,6 +45,11 @@ MIN_SIDE = 8  # px; below this there is no garment to see
 MAX_ASPECT = 16.0  # a 4000x8 strip is not a photo of one item
 STRIP_PIXELS = 1 << 21  # _reduce converts and averages a huge image this many pixels at a time (8 MB as RGBA)
 WORK_SIZE = 256  # photos are cropped and negated at this longest side; plenty for a 28 px result
+# A big JPEG is decoded at 1/2, 1/4 or 1/8 scale (the DCT's own), the smallest that keeps both sides
+# at least this long: 1/4 for a 12 MP photo. 1/8 (WORK_SIZE here) took 0.65x the time, but on 187
+# photos enlarged to 12 MP it changed 8 answers and 9 unsure flags where re-saving them at JPEG q95
+# changed 7 and 7 (scripts/jpeg_draft_check.py, 2026-12-04): more than the allowance, so not kept.
+JPEG_DRAFT = 2 * WORK_SIZE
 SEG_SIZE = 96  # the item is found on a copy this small: 3.4x the output, and fast (64 and 128 scored the same)
 COLOUR_BINS = 8  # per YCbCr channel -> 512 colours: coarse enough that a few thousand pixels fill them
 CHROMA_RANGE = 96  # Cb, Cr bins span 128 +- this, where real surfaces lie: finer bins for hue than for brightness
@@ -104,7 +109,7 @@ def open_image(source: str | Path | bytes | BinaryIO, name: str | None = None) -
                 raise ImageError(f"{shown}: {width}x{height} is too elongated to be a photo of one item")
             image.seek(0)  # animated GIF, multi-frame TIFF: the first frame
             if image.format == "JPEG" and max(width, height) > 4 * WORK_SIZE:
-                image.draft("RGB", (2 * WORK_SIZE, 2 * WORK_SIZE))  # decode big JPEGs at reduced scale
+                image.draft("RGB", (JPEG_DRAFT, JPEG_DRAFT))  # decode big JPEGs at reduced scale
             try:  # read before reducing: a TIFF keeps it in tags that the reduced copy does not carry
                 orientation = image.getexif().get(EXIF_ORIENTATION, 1)
             except Exception as exc:
