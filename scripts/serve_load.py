@@ -5,7 +5,8 @@ Starts a real server process, times start to first answer and reads its idle mem
 photos round and round for --seconds each: requests/s, p50 and p99 latency, errors, and the
 server's peak RSS. In the same run, with the server idle, it measures classify in-process on the
 same photos (Classifier.classify on the 36 photos' bytes: decode, preprocess, one batched model
-call, as `classify` does a folder) and gives the server's requests/s as a ratio of that.
+call, as `classify` does a folder), before the server starts and after it stops, and gives the
+server's requests/s as a ratio of their mean.
 
 The clients share the machine with the server: on 2 cores their own CPU time (HTTP and JSON in
 Python) is taken from the server's, so the ratio is a lower bound of what separate phones see.
@@ -132,6 +133,9 @@ def main() -> None:
     photos = [p.read_bytes() for p in sorted(args.photos.glob("*.jpg"))]
     from fmnist_edge.runtime import machine
 
+    # In-process before and after the load, and their mean as the base: the machine's other work
+    # drifts over minutes, and the two figures show by how much.
+    before = in_process(photos, args.seconds / 2)
     with tempfile.TemporaryDirectory() as tmp:
         process, port, first = start(args.serve_options, photos[0], Path(tmp) / "serve.log")
         try:
@@ -142,10 +146,11 @@ def main() -> None:
                 rows.append(load(port, photos, clients, args.seconds))
                 rows[-1]["peak_rss_mb"] = rss_mb(process.pid, "VmHWM")
                 print(f"{clients} client(s): {rows[-1]['rps']:.1f} req/s", file=sys.stderr, flush=True)
-            baseline = in_process(photos, args.seconds)
         finally:
             process.terminate()
             code = process.wait(10)
+    after = in_process(photos, args.seconds / 2)
+    baseline = (before + after) / 2
     command = " ".join(["scripts/serve_load.py", *sys.argv[1:]])
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine moves every figure
     print(f"{datetime.date.today()}, {machine.cpu_model()}, {machine.cores()} cores, Python "
@@ -158,7 +163,8 @@ def main() -> None:
         print(f"| {r['clients']} | {r['rps']:.1f} | {r['rps'] / baseline:.2f}x | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
               f"| {r['errors']} | {r['peak_rss_mb']:.0f} |")
     print()
-    print(f"in-process classify: {baseline:.1f} photos/s (one thread); start to first answer: {first:.2f} s; "
+    print(f"in-process classify: {baseline:.1f} photos/s (one thread; {before:.1f} before the load, {after:.1f} "
+          f"after); start to first answer: {first:.2f} s; "
           f"idle RSS after it: {idle:.0f} MB; exit code after SIGTERM: {code}")
 
 
