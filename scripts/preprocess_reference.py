@@ -2,8 +2,9 @@
 
 Why: a faster preprocess must give byte-identical model inputs, and the only trustworthy witness
 is the output of the code before the change. The committed file was written by this script with
-runtime/preprocess.py as it was at commit 2f5638b (before any speed-up); tests/test_preprocess_reference.py compares the current
-code with it. Rerun it only for a change that is meant to alter the inputs, and say so.
+runtime/preprocess.py as it was at commit 2f5638b (before any speed-up), and
+tests/test_preprocess_reference.py compares the current code with it. Rerun it only for a change
+that is meant to alter the inputs, and say so.
 
     .venv/bin/python scripts/preprocess_reference.py
 """
