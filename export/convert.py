@@ -62,6 +62,9 @@ def onnx_fp32(model):
     def serve(pixels):
         return {OUTPUT_NAME: model(pixels, training=False)}
 
+    # tf2onnx numbers the nodes it inserts from a process-wide counter: without a reset, a second export
+    # in one process (tests, export --verify) names them differently and the bytes differ.
+    tf2onnx.utils.INTERNAL_NAME = 1
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET)
     # tf2onnx names the dynamic batch dimension arbitrarily ("unk__53"); give it a readable name.
     for value in (*proto.graph.input, *proto.graph.output):
@@ -70,11 +73,11 @@ def onnx_fp32(model):
     return proto
 
 
-def onnx_int8(fp32_proto, calibration: np.ndarray, reduce_range: bool = True):
+def onnx_int8(fp32_proto, calibration: np.ndarray):
     """Static QDQ quantization with per-channel int8 weights.
 
-    reduce_range=True quantizes weights to 7 bits. onnxruntime's x86 kernels without VNNI (this
-    machine's EPYC among them) can saturate in the u8*s8 multiply otherwise; ARM is unaffected.
+    Weights are quantized to 7 bits (reduce_range): onnxruntime's x86 kernels without VNNI can
+    saturate in the u8*s8 multiply otherwise, and a user's CPU may lack VNNI; ARM is unaffected.
     Parity decides whether the cost is acceptable.
     """
     import onnx
@@ -104,7 +107,7 @@ def onnx_int8(fp32_proto, calibration: np.ndarray, reduce_range: bool = True):
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            reduce_range=reduce_range,
+            reduce_range=True,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
         )

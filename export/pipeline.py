@@ -79,6 +79,7 @@ def export(
     check_options(options)
     if not model_path.is_file():
         raise ModelError(f"model file not found: {model_path}")
+    training_record(model_path)  # a record export cannot read is refused now, not after minutes of converting
     _make_folder(out_dir)
     with FolderLock(out_dir):
         left = remove_leftovers(out_dir)
@@ -266,14 +267,13 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
     """
     from fmnist_edge.export.calibrate import combined, photo_unsure_threshold, unsure_threshold
     from fmnist_edge.runtime.classifier import mirror_averaged
-    from fmnist_edge.train.record import read_record
     from fmnist_edge.train.split import split
 
-    record = model_path.parent / TRAINING_RECORD
-    if not record.is_file():
-        log(f"    no training record ({record.name}) beside the model: the unsure threshold is not calibrated")
+    record = training_record(model_path)
+    if record is None:
+        log(f"    no training record ({TRAINING_RECORD}) beside the model: the unsure threshold is not calibrated")
         return {}
-    config = read_record(record).config
+    config = record.config
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
     val_photos = None
     if photos is not None:
@@ -297,6 +297,14 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
         log(f"    {fmt.name}: unsure threshold {calibrations[fmt.filename]['threshold']:.3f} (dataset "
             f"{on_dataset['threshold']:.3f}, flags {100 * on_dataset['flagged_fraction']:.1f}%{photo_part})")
     return calibrations
+
+
+def training_record(model_path: Path) -> Any:
+    """The training record beside the model, checked (train/record.py); None when there is none."""
+    from fmnist_edge.train.record import read_record
+
+    path = model_path.parent / TRAINING_RECORD
+    return read_record(path) if path.is_file() else None
 
 
 def validation_photos(photos: Path, log: Callable[[str], None]) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 from fmnist_edge.common.errors import ExportError
 from fmnist_edge.export import parity
 from fmnist_edge.export.manifest import PHOTO_INPUTS_FILE, PROVENANCE_FIELDS, REFERENCE_FILE, tool_versions
-from fmnist_edge.export.options import ExportOptions
+from fmnist_edge.export.options import ExportOptions, Tolerance
 from fmnist_edge.runtime.backends import load_backend, run_batched
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.formats import EXPORTED
@@ -103,9 +103,25 @@ def _options_of(manifest: dict, folder: Path, photos: Path | None) -> ExportOpti
         if photos is None and shipped_inputs is None:
             raise ExportError(f"{folder}: its threshold was set on validation photos; name them with --photos")
         photo_inputs = photos or folder / shipped_inputs["file"]
+    defaults = ExportOptions()
     return ExportOptions(kinds=kinds, int8=any(f.precision == "int8" for f in EXPORTED if f.filename in names),
-                         calibration_size=int(calibration.get("images", ExportOptions.calibration_size)),
-                         seed=int(calibration.get("seed", ExportOptions.seed)), photos=photo_inputs)
+                         calibration_size=int(calibration.get("images", defaults.calibration_size)),
+                         seed=int(calibration.get("seed", defaults.seed)), photos=photo_inputs,
+                         fp32_tolerance=_recorded_tolerance(manifest, "fp32", defaults.fp32_tolerance),
+                         int8_tolerance=_recorded_tolerance(manifest, "int8", defaults.int8_tolerance))
+
+
+def _recorded_tolerance(manifest: dict, precision: str, default: Tolerance) -> Tolerance:
+    """The parity bar the folder's models of this precision passed when exported (the manifest's
+    `checked`): the re-export must pass the same bar, and a differing file is judged by it."""
+    for entry in manifest["models"]:
+        checked = entry.get("checked")
+        if entry.get("precision") == precision and isinstance(checked, dict):
+            try:
+                return Tolerance(**checked)
+            except TypeError:
+                raise ModelError(f"models[{entry['file']}].checked is not a parity tolerance: {checked}") from None
+    return default
 
 
 def _compare_model(folder: Path, rebuilt_dir: Path, entry: dict, ds: fmnist_data.FashionMNIST) -> FileVerdict:
@@ -118,8 +134,9 @@ def _compare_model(folder: Path, rebuilt_dir: Path, entry: dict, ds: fmnist_data
     pixels = ds.test_images[..., None]
     a = run_batched(load_backend(shipped, threads=None).run, pixels, 500)
     b = run_batched(load_backend(rebuilt, threads=None).run, pixels, 500)
-    tolerance = parity.INT8 if entry["precision"] == "int8" else parity.FLOAT
-    report = parity.compare(name, b, a, ds.test_labels, tolerance)
+    default = parity.INT8 if entry["precision"] == "int8" else parity.FLOAT
+    report = parity.compare(name, b, a, ds.test_labels, _recorded_tolerance({"models": [entry]}, entry["precision"],
+                                                                             default))
     golden = load_golden(folder / GOLDEN_FILE).indices if (folder / GOLDEN_FILE).is_file() else np.arange(100)
     evidence = [
         weight_difference(shipped, rebuilt),

@@ -6,7 +6,7 @@ every backend, so the numpy backend sets the pool size around each `run` and res
 numpy's wheels link OpenBLAS (symbols prefixed `scipy_` since numpy 2, suffixed `64_` in the
 64-bit-integer builds); Debian's numpy may link OpenBLAS or the reference BLAS. Where no OpenBLAS
 is found (the reference BLAS is single-threaded anyway; Accelerate on macOS cannot be set), the
-call runs unchanged and `controllable()` says so.
+call runs unchanged.
 """
 
 from __future__ import annotations
@@ -52,11 +52,6 @@ def _loaded_libraries() -> list[str]:
     except OSError:
         return []
     return sorted(p for p in paths if p.startswith("/"))
-
-
-def controllable() -> bool:
-    """Whether `blas_threads` can really change the pool size on this install."""
-    return _openblas() is not None
 
 
 @contextlib.contextmanager
