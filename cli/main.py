@@ -107,10 +107,10 @@ def _fail(message: str) -> None:
 
 def _dispatch(args: list[str]) -> None:
     """Run the command `args` name; raises SystemExit with its code."""
-    if args[:1] == ["classify"]:
+    if args[:1] in (["classify"], ["serve"]):
         from fmnist_edge.interrupt import defer_signals
 
-        defer_signals()  # Ctrl-C and SIGTERM end classify with 130 on both routes, even during start-up
+        defer_signals()  # Ctrl-C and SIGTERM end classify and serve with 130, even during start-up
     if is_plain_classify(args):
         from fmnist_edge.classify import classify_exit_code
         from fmnist_edge.exits import EXIT_INTERRUPTED
