@@ -185,9 +185,9 @@ def train(
                       batch_size=batch_size, peak_lr=lr, photo_fraction=photo_fraction,
                       warmup_epochs=0.0 if init else _RECIPE.warmup_epochs,
                       freeze_batchnorm=freeze_bn and init is not None, select=select)
+        require("tensorflow", "tensorflow", "train")
         if not resume:
             photos = _photo_folder(photos, no_photos)
-        require("tensorflow", "tensorflow", "train")
         from fmnist_edge.train.train import resume as resume_training
         from fmnist_edge.train.train import train as run_training
 
