@@ -304,3 +304,42 @@ def test_the_runtime_and_the_cli_do_not_load_the_web_stack() -> None:
 ])
 def test_a_client_file_name_is_reduced_to_a_safe_name(sent: str | None, shown: str) -> None:
     assert safe_name(sent) == shown
+
+
+
+def test_nothing_of_an_upload_reaches_the_log(tmp_path: Path) -> None:
+    marker = b"SECRET-UPLOAD-BYTES-0123456789"
+    with running_server(tmp_path) as server:
+        assert server.post_image(marker)[0] == 415
+        assert server.request("POST", "/classify", *multipart("image", "x.jpg", marker))[0] == 415
+        assert server.post_image(PHOTO.read_bytes())[0] == 200
+    assert marker.decode() not in server.output()
+    assert "POST /classify" in server.output()  # the access log was on: it has the request line only
+
+
+def test_a_multipart_file_over_1_mb_stays_in_memory() -> None:
+    """Starlette's form parser spools a file over 1 MB to a temporary file (unnamed on Linux, so it
+    never shows in a folder); the server's parser must keep it in memory. Starlette's own parser
+    and python-multipart run here, on a real request; only the spool's state is looked at."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from fmnist_edge.serve.upload import _InMemoryParser
+
+    data = np.random.default_rng(0).integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+    body, headers = multipart("image", "big.png", data)
+    scope = {"type": "http", "method": "POST", "path": "/classify", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+
+    async def parse() -> bool:
+        async def once():
+            yield body
+        form = await _InMemoryParser(Request(scope).headers, once(), max_part_size=len(body)).parse()
+        upload = form["image"]
+        rolled = upload.file._rolled  # SpooledTemporaryFile: True once it has moved to a file on disk
+        assert await upload.read() == data
+        await form.close()
+        return rolled
+
+    assert asyncio.run(parse()) is False
