@@ -343,3 +343,21 @@ def test_a_multipart_file_over_1_mb_stays_in_memory() -> None:
         return rolled
 
     assert asyncio.run(parse()) is False
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_backend_runs_the_model_classify_runs_with_it(tmp_path: Path, backend: str) -> None:
+    """--backend as classify's: the same bundled model (int8 ONNX, float TFLite), the same answers."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="needs the [onnx] extra")
+    photos = sorted(PHOTOS.glob("*.jpg"))[::12]  # three photos, three classes
+    done = subprocess.run([sys.executable, "-m", "fmnist_edge", "classify", "--json", "--top-k", "3",
+                           "--backend", backend, *map(str, photos)], capture_output=True, text=True, check=True)
+    printed = {Path(o["path"]).name: o for o in map(json.loads, done.stdout.splitlines())}
+    with running_server(tmp_path, "--backend", backend) as server:
+        _, _, model = server.request("GET", "/model")
+        assert model["backend"] == backend
+        for photo in photos:
+            status, _, served = server.post_image(photo.read_bytes(), "/classify?top_k=3")
+            assert status == 200 and served["model"]["file"] == model["file"]
+            assert_same_answer(served, printed[photo.name])
