@@ -1,5 +1,5 @@
 """fmnist-edge: a compact Fashion-MNIST classifier, from training to a Raspberry Pi."""
 
-from fmnist_edge.common.version import VERSION as __version__
+from fmnist_edge.runtime.version import VERSION as __version__
 
 __all__ = ["__version__"]

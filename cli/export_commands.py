@@ -124,11 +124,8 @@ def _default_model() -> Path:
 
 
 def _default_photos() -> Path | None:
-    if (PHOTOS_DIR / "labels.csv").is_file():
-        return PHOTOS_DIR
-    progress(f"no photos in {PHOTOS_DIR}: the unsure threshold is calibrated on dataset images only "
-             "(`fmnist-edge fetch-photos` downloads the validation photos)")
-    return None
+    """The photos fetch-photos put in PHOTOS_DIR, if any (export's calibration step says when there are none)."""
+    return PHOTOS_DIR if (PHOTOS_DIR / "labels.csv").is_file() else None
 
 
 def _verify(folder: Path, photos: Path | None, data_dir: Path | None) -> None:

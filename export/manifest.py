@@ -12,7 +12,6 @@ from typing import Any
 from fmnist_edge.common.errors import ExportError
 from fmnist_edge.common.keras_model import TRAINING_RECORD
 from fmnist_edge.common.provenance import git_commit, versions
-from fmnist_edge.common.version import VERSION
 from fmnist_edge.export.golden import GOLDEN_FORMAT, golden_entry
 from fmnist_edge.export.options import Tolerance
 from fmnist_edge.export.parity import ParityReport
@@ -23,6 +22,7 @@ from fmnist_edge.runtime.machine import cpu_model, cpuinfo, int8_features
 from fmnist_edge.runtime.manifest import MANIFEST_FILE, load_manifest, sha256_file
 from fmnist_edge.runtime.manifest_schema import SCHEMA_VERSION  # the one the runtime checks against
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
+from fmnist_edge.runtime.version import VERSION
 
 REFERENCE_FILE = "fmnist_cnn_keras_test_logits.npz"  # Keras scores on the 10k test set, for CI parity
 PHOTO_INPUTS_FILE = "photo_val_inputs.npz"  # the validation photos' 28x28 inputs the photo threshold was set on

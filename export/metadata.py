@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 
-from fmnist_edge.common.version import VERSION
 from fmnist_edge.runtime.model_info import METADATA_KEY
 from fmnist_edge.runtime.spec import CLASS_NAMES, PREPROCESS_VERSION, input_contract
+from fmnist_edge.runtime.version import VERSION
 
 
 def model_metadata(precision: str, unsure_threshold: float | None = None) -> dict[str, object]:

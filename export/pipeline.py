@@ -276,7 +276,10 @@ def _calibrate_unsure(staged: list[Staged], ds: Any, model_path: Path, log: Call
     config = record.config
     _, (val_x, val_y) = split(ds.train_images, ds.train_labels, config)
     val_photos = None
-    if photos is not None:
+    if photos is None:
+        log("    no validation photos (`fmnist-edge fetch-photos` downloads them): the unsure threshold is set on "
+            "dataset images only")
+    else:
         val_photos = validation_photos(photos, log)
         with (stage / PHOTO_INPUTS_FILE).open("wb") as fh:  # the inputs the photo threshold was set on, so
             np.savez_compressed(fh, images=val_photos.images, labels=val_photos.labels,  # a test can recompute it

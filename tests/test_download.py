@@ -21,7 +21,7 @@ from typing import ClassVar
 import pytest
 
 from fmnist_edge.common.errors import DataError
-from fmnist_edge.common.version import VERSION
+from fmnist_edge.runtime.version import VERSION
 from fmnist_edge.train.download import download
 
 BODY = bytes(range(256)) * 200  # 51,200 bytes: several reads, so "partway" means something

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.common.errors import DataError
-from fmnist_edge.common.version import VERSION
 from fmnist_edge.runtime.manifest import sha256_file
+from fmnist_edge.runtime.version import VERSION
 
 TIMEOUT = 30.0  # seconds for the connection, and for each read: a silent server fails this fast
 MAX_REDIRECTS = 5
