@@ -59,6 +59,7 @@ def bench_doc() -> dict:
     return json.loads(result.stdout)  # stdout is the JSON document alone; progress went to stderr
 
 
+@pytest.mark.slow
 def test_bench_json_has_the_machine_and_one_row_per_thread_count_and_batch(bench_doc: dict) -> None:
     assert {"cpu", "cores", "python", "numpy"} <= set(bench_doc["machine"])
     rows = bench_doc["results"]
@@ -74,6 +75,7 @@ def test_bench_json_has_the_machine_and_one_row_per_thread_count_and_batch(bench
         assert "accuracy" not in row  # only measured with --accuracy
 
 
+@pytest.mark.slow
 def test_the_default_bench_runs_every_bundled_model_on_every_installed_backend() -> None:
     # What `fmnist-edge bench` does with no arguments; a tiny budget keeps it to seconds.
     from fmnist_edge.runtime import machine, registry
@@ -94,6 +96,7 @@ def test_the_default_bench_runs_every_bundled_model_on_every_installed_backend()
     assert any(r["backend"] == "keras" for r in rows) == keras_expected
 
 
+@pytest.mark.slow
 def test_bench_markdown_is_a_table_with_a_header_row() -> None:
     result = run("bench", INT8_TFLITE, "--budget", "0.01", "--markdown")
     assert result.exit_code == 0, result.stderr
@@ -126,6 +129,7 @@ def test_bench_accuracy_is_added_to_every_row_of_the_model() -> None:
     assert markdown(doc).splitlines()[0].endswith("| accuracy |")
 
 
+@pytest.mark.slow
 def test_bench_keras_adds_a_baseline_measured_after_the_interpreters() -> None:
     pytest.importorskip("tensorflow", reason="needs the [train] extra")
     # The package ships no .keras file; the committed one is in the checkout.

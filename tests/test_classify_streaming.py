@@ -276,6 +276,7 @@ def _huge(folder: Path) -> list[Path]:
     return made
 
 
+@pytest.mark.slow
 def test_a_64_megapixel_16_bit_float_or_rgba_image_classifies_under_a_memory_cap(tmp_path: Path) -> None:
     # Converted to float at full size, the 16-bit one alone peaked at 1.7 GB; now each is reduced
     # as soon as it is decoded. 800 MB of address space is well under that, and enough for the run.

@@ -19,6 +19,7 @@ ARTIFACTS = bundled_dir()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fmnist_cnn_int8.tflite", "fmnist_cnn_fp32.onnx"])
 def test_evaluate_reports_the_manifest_accuracy_and_writes_report_files(name: str, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
@@ -36,6 +37,7 @@ def test_evaluate_reports_the_manifest_accuracy_and_writes_report_files(name: st
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_evaluate_mirror_average_reports_what_classify_answers(tmp_path: Path) -> None:
     # The figure a device user gets: the same answers as Classifier.predict, in a separate report.
     from fmnist_edge.runtime import Classifier

@@ -68,6 +68,7 @@ def test_manifest_hashes_and_sizes_match_the_files(entry: dict) -> None:
     assert sha256_file(path) == entry["sha256"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", MANIFEST["models"], ids=lambda m: m["name"])
 def test_committed_model_keeps_parity_on_the_full_test_set(entry: dict, test_set, keras_reference) -> None:
     images, labels = test_set
@@ -81,6 +82,7 @@ def test_committed_model_keeps_parity_on_the_full_test_set(entry: dict, test_set
     assert report.accuracy >= SHIPPING_BAR, f"{entry['name']} scores {report.accuracy:.4f} on the test set"
 
 
+@pytest.mark.slow
 def test_unsure_threshold_is_calibrated_on_classifys_own_probabilities() -> None:
     # classify flags answers by its mirror-averaged confidence; a threshold calibrated on anything
     # else would flag a different share of answers than the manifest says. Both halves are

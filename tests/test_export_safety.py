@@ -255,6 +255,7 @@ def test_leftovers_are_only_files_export_writes(tmp_path: Path) -> None:
 # --- a real export, interrupted -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_real_export_exits_130_and_leaves_the_previous_export_and_no_staging(
     smoke_run: Path, tmp_path: Path
 ) -> None:

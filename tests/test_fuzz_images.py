@@ -90,6 +90,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_every_corrupted_image_gets_exactly_one_line_and_no_traceback(corpus: list[Path]) -> None:
     folder = corpus[0].parent
     result = subprocess.run(

@@ -68,6 +68,7 @@ def litert_fp32_scores(images: np.ndarray) -> np.ndarray:
 # --- parity: the contract of the issue --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_numpy_matches_litert_fp32_on_the_full_test_set() -> None:
     images, labels = fashion_test_set()
     reference = litert_fp32_scores(images)
@@ -216,6 +217,7 @@ def test_a_truncated_or_foreign_file_is_a_model_error(tmp_path: Path, cut: float
 # --- the command line -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_classify_selftest_and_bench_take_backend_numpy() -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["classify", "--backend", "numpy", "--json", str(EXAMPLE)])
@@ -296,6 +298,7 @@ def run_blocked(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
 
 
+@pytest.mark.slow
 def test_with_no_interpreter_classify_and_selftest_fall_back_to_numpy_and_the_float_model() -> None:
     result = run_blocked(["classify", str(EXAMPLE)])
     assert result.returncode == 0, result.stderr

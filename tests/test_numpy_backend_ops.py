@@ -31,6 +31,8 @@ from fmnist_edge.runtime.numpy_backend import NumpyBackend
 from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
 from fmnist_edge.runtime.tflite_reader import OPS, UNSUPPORTED, Graph, read_graph
 
+pytestmark = pytest.mark.slow  # builds and converts Keras models: TensorFlow's start-up alone is seconds
+
 BATCH = 16
 # Of the largest score: float32 sums in another order than LiteRT's differ by 2e-7 of it here. Each of
 # twelve broken kernels tried was off by 0.02 of it or far more (the least: a SAME max-pool padding

@@ -108,6 +108,7 @@ def test_a_photo_subset_keeps_each_class_share_and_grows_by_adding_photos() -> N
         subset_of(photos, 201, seed=4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
 def test_train_with_photos_records_photo_accuracy_each_epoch(tmp_path: Path) -> None:
     folder = photo_folder(tmp_path / "photos")
@@ -121,6 +122,7 @@ def test_train_with_photos_records_photo_accuracy_each_epoch(tmp_path: Path) -> 
     assert record["best_photo_val_accuracy"] in {row["photo_val_accuracy"] for row in record["history"]}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
 def test_a_photo_run_resumes_from_another_folder_and_refuses_changed_photos(tmp_path: Path, monkeypatch) -> None:
     from fmnist_edge.train import loop
@@ -167,6 +169,7 @@ def test_a_photo_subset_without_photos_is_refused_before_training(tmp_path: Path
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs the [train] extra")
 def test_train_with_a_bad_photo_folder_stops_before_training(tmp_path: Path) -> None:
     folder = photo_folder(tmp_path / "photos", "file,label,split\nphoto_tshirt.jpg,7x,train\n")

@@ -112,6 +112,7 @@ def run_as_on_windows(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("args", [["selftest"], ["doctor"], ["classify", str(EXAMPLE)],
                                   ["bench", "--budget", "0.01", "--no-keras", "--backend", "numpy"]])
+@pytest.mark.slow
 def test_selftest_doctor_classify_and_bench_run_without_posix_modules_on_a_cp1252_console(args: list[str]) -> None:
     result = run_as_on_windows(*args)
     stdout, stderr = result.stdout.decode("cp1252"), result.stderr.decode("cp1252")

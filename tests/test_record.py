@@ -89,20 +89,21 @@ def _mutations(rng: random.Random, value: object, depth: int = 0) -> object:
 
 
 def test_no_malformed_record_gets_past_the_reader_as_anything_but_one_line() -> None:
-    """2,000 seeded mutations of the shipped record: each reads as a record or is a RecordError."""
+    """1,000 seeded mutations of the shipped record: each reads as a record or is a RecordError."""
     rng = random.Random(20261204)
     base = shipped()
     refused = 0
-    for _ in range(2000):
+    for _ in range(1000):
         data = _mutations(rng, copy.deepcopy(base))
         try:
             parse_record(data, "r.json")
         except RecordError as exc:
             refused += 1
             assert "\n" not in str(exc) and str(exc).startswith("r.json: ")
-    assert refused > 1000  # most mutations break a field; the rest land where any value is allowed
+    assert refused > 500  # most mutations break a field; the rest land where any value is allowed
 
 
+@pytest.mark.slow
 def test_a_record_of_another_version_stops_resume_and_export_in_one_line(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow", reason="needs the [train] extra")
     data = shipped()

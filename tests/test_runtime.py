@@ -136,6 +136,7 @@ def test_predict_takes_prepared_pixels_with_or_without_the_channel_axis(
     np.testing.assert_allclose(classifier.predict(batch, batch_size=2), probabilities, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_mirror_image_gets_the_same_answer(classifier: Classifier, test_images: np.ndarray) -> None:
     # A shoe pointing left is the same shoe pointing right, so classify must answer both alike.
     batch = test_images[:2000]

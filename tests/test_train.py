@@ -80,6 +80,7 @@ def test_smoke_training_writes_model_and_record(smoke_run: Path) -> None:
     assert record["train_size"] == 512
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "2", "--select", "last",
@@ -91,6 +92,7 @@ def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Pa
     assert record["best_epoch"] == 2 and record["best_val_accuracy"] == record["history"][-1]["val_accuracy"]
 
 
+@pytest.mark.slow
 @needs_tensorflow
 @pytest.mark.parametrize("text", ["32/64,64/128,128,128", "32/80,80/128,128,128", "8/16,16", "4"])
 def test_the_parameter_count_checked_before_training_is_keras_s(text: str) -> None:
@@ -100,6 +102,7 @@ def test_the_parameter_count_checked_before_training_is_keras_s(text: str) -> No
     assert param_count(config) == build_model(config).count_params()
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_a_network_shape_from_the_command_line_is_trained_and_recorded(tmp_path: Path) -> None:
     from fmnist_edge.train.model import ModelConfig, param_count
@@ -142,6 +145,7 @@ def test_train_with_no_options_is_the_recipe_the_shipped_model_was_trained_with(
             params["select"]) == (40, 0, 0.1, 0.1, 128, "last")
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_without_photos_train_says_in_one_line_that_it_trains_on_the_dataset_alone(tmp_path: Path,
                                                                                  monkeypatch) -> None:
@@ -153,6 +157,7 @@ def test_without_photos_train_says_in_one_line_that_it_trains_on_the_dataset_alo
     assert json.loads((tmp_path / "run" / "fmnist_cnn.training.json").read_text())["photos"] is None
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_a_second_run_into_a_locked_folder_is_refused_in_one_line(tmp_path: Path) -> None:
     from fmnist_edge.common.lock import FolderLock
@@ -175,6 +180,7 @@ def test_an_out_that_is_a_file_is_refused_before_any_data_is_read(tmp_path: Path
     assert out.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_a_model_of_another_contract_is_refused_as_a_starting_point(tmp_path: Path) -> None:
     import keras
@@ -197,6 +203,7 @@ def test_a_run_never_starts_from_the_model_it_would_overwrite(smoke_run: Path) -
     assert model.read_bytes() == before
 
 
+@pytest.mark.slow
 @needs_tensorflow
 def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch) -> None:
     import keras
