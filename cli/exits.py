@@ -3,9 +3,10 @@
     0  done
     1  the command ran and something failed: the Fashion-MNIST files, an input image, a parity
        check, a selftest check, the golden data
-    2  the command cannot run as asked: a bad option, a model or manifest that is missing or
-       unusable, no golden data installed, a missing optional package, a file it would replace
-       without --force, an export folder that is locked by another export, unwritable or full
+    2  the command cannot run as asked: a bad option, a model, manifest or training record that
+       is missing or unusable, no golden data installed, a missing optional package, a file it
+       would replace without --force, an output folder that is locked by another run,
+       unwritable or full
   130  stopped early by Ctrl-C or SIGTERM (or, for classify, a closed stdout): not an error
        class, so not in the table; the commands that stop cleanly return it themselves
 
@@ -18,7 +19,7 @@ This module imports only the error classes: `cli/main.py` reads it on the fast `
 
 from __future__ import annotations
 
-from fmnist_edge.common.errors import DataError, ExportError, ParityError
+from fmnist_edge.common.errors import DataError, ExportError, ParityError, RecordError
 from fmnist_edge.runtime.errors import (
     FmnistEdgeError,
     GoldenError,
@@ -26,6 +27,7 @@ from fmnist_edge.runtime.errors import (
     MissingExtraError,
     MissingGoldenError,
     ModelError,
+    NotAnImageError,
     UsageError,
 )
 
@@ -41,9 +43,11 @@ EXIT_CODES: dict[type[FmnistEdgeError], int] = {
     GoldenError: EXIT_FAILED,
     MissingGoldenError: EXIT_USAGE,
     ImageError: EXIT_FAILED,
+    NotAnImageError: EXIT_FAILED,
     UsageError: EXIT_USAGE,
     ExportError: EXIT_USAGE,
     ParityError: EXIT_FAILED,
+    RecordError: EXIT_USAGE,
     MissingExtraError: EXIT_USAGE,
 }
 

@@ -16,3 +16,7 @@ class ExportError(FmnistEdgeError):
 
 class ParityError(ExportError):
     """A converted model disagrees with its source beyond tolerance."""
+
+
+class RecordError(FmnistEdgeError):
+    """A training record that is missing, unreadable, of an unknown version, or has a wrong field."""

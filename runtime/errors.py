@@ -1,5 +1,5 @@
 """Every error a user can cause, in one hierarchy. The CLI maps them to one line and an exit code
-(the table is `cli/exits.py`; the exit code of each class is shown on the right). The three
+(the table is `cli/exits.py`; the exit code of each class is shown on the right). The four
 that only training and export raise live in common/errors.py, so the runtime does not carry them.
 
     FmnistEdgeError            base: message is a complete sentence meant for the user        2
@@ -12,6 +12,7 @@ that only training and export raise live in common/errors.py, so the runtime doe
     ├── UsageError             an option's value cannot be honoured (say, an unwritable folder)  2
     ├── ExportError (common)   export refused (existing files, bad options)                   2
     │   └── ParityError (common) a converted model disagrees with its source beyond tolerance   1
+    ├── RecordError (common)   a training record unreadable, of another version, or with a wrong field  2
     └── MissingExtraError      an optional dependency is not installed; names the pip command 2
 """
 

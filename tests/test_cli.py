@@ -42,9 +42,11 @@ EXPECTED = {
     "GoldenError": 1,
     "MissingGoldenError": 2,
     "ImageError": 1,
+    "NotAnImageError": 1,
     "UsageError": 2,
     "ExportError": 2,
     "ParityError": 1,
+    "RecordError": 2,
     "MissingExtraError": 2,
 }
 

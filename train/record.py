@@ -22,17 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from fmnist_edge.common.atomic import write_text_atomic
+from fmnist_edge.common.errors import RecordError
 from fmnist_edge.common.keras_model import TRAINING_RECORD
-from fmnist_edge.runtime.errors import FmnistEdgeError
 from fmnist_edge.train.config import TrainConfig
 
 RECORD_VERSION = 2
 RECORD_FILE = TRAINING_RECORD
 STATUSES = ("running", "interrupted", "completed")
 
-
-class RecordError(FmnistEdgeError):
-    """A training record that is missing, unreadable, of an unknown version, or has a wrong field."""
+__all__ = ["RECORD_FILE", "RECORD_VERSION", "InputFile", "PhotosUsed", "RecordError", "TrainingRecord",
+           "parse_record", "read_record", "write_record"]
 
 
 @dataclass
