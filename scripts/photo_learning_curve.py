@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fmnist_edge.train.train import RECORD_FILE
+from fmnist_edge.train.record import RECORD_FILE
 
 
 def numbers(text: str) -> list[int]:
