@@ -7,9 +7,10 @@ network against another shape (`--stages`), in one process.
 Why it exists: XLA or TensorFlow's own kernels (`train` uses the latter, by this script) and
 `ModelConfig.stages` decide what a full training run costs, and what a change costs depends on the
 CPU and the TensorFlow build. Each round trains `--steps` steps on random images with each variant
-in turn (each model compiled once, so compilation is not timed), so a noisy, shared machine slows both alike. Prints the median wall and CPU
-milliseconds per step of each variant and their ratio: compare by that ratio, measured in the same
-run. CPU time is the steadier of the two where other jobs share the machine.
+in turn (each model compiled once, so compilation is not timed), so a noisy, shared machine slows
+both alike. Prints the median wall and CPU milliseconds per step of each variant and their ratio:
+compare by that ratio, measured in the same run. CPU time is the steadier of the two where other
+jobs share the machine.
 """
 
 from __future__ import annotations
