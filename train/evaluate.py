@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.common.atomic import write_text_atomic
+from fmnist_edge.common.atomic import atomic_path, write_text_atomic
 from fmnist_edge.common.keras_model import load_keras_model, training_record_for
 from fmnist_edge.runtime.backends import Backend, load_backend, run_batched
 from fmnist_edge.runtime.classifier import average_views, mirror_scores
@@ -108,13 +108,18 @@ def run(model_path: Path, out_dir: Path, data_dir: Path | None = None, threads: 
               **result.to_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
     if plots:
+        from fmnist_edge.runtime.confusion_image import confusion_image
         from fmnist_edge.train import plots as plotting
+        from fmnist_edge.train.record import read_record
 
-        plotting.confusion_matrix(result.confusion, out_dir / "confusion_matrix.png")
+        title = (f"{Path(model_path).name}: {result.confusion.sum()} test images, "
+                 f"accuracy {100 * result.accuracy:.2f}%")
+        with atomic_path(out_dir / "confusion_matrix.png") as tmp:
+            confusion_image(result.confusion, title).save(tmp, format="PNG")
         plotting.sample_grid(ds.test_images, ds.test_labels, result.predictions, out_dir / "samples.png")
         record = training_record_for(Path(model_path))
         if record is not None:
-            plotting.training_curves(json.loads(record.read_text()), out_dir / "training_curves.png")
+            plotting.training_curves(read_record(record), out_dir / "training_curves.png")
             report["training_record"] = record.name
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
     return result

@@ -1,4 +1,5 @@
-"""Report images for `evaluate`: confusion matrix, sample predictions, training curves."""
+"""Report images for `evaluate` drawn with matplotlib: sample predictions and training curves (the
+confusion matrix is runtime/confusion_image.py's, shared with evaluate-photos)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.runtime.spec import CLASS_NAMES
+from fmnist_edge.train.record import TrainingRecord
 
 
 def _pyplot():
@@ -23,24 +25,6 @@ def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _pyplot().close(fig)
-
-
-def confusion_matrix(confusion: np.ndarray, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = confusion.max() / 2
-    for (i, j), count in np.ndenumerate(confusion):
-        if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                    color="white" if count > threshold else "black")
-    accuracy = np.trace(confusion) / confusion.sum()
-    ax.set_title(f"Confusion matrix, {confusion.sum()} test images, accuracy {100 * accuracy:.2f}%")
-    _save(fig, path)
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, path: Path,
@@ -65,9 +49,9 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
     _save(fig, path)
 
 
-def training_curves(record: dict, path: Path) -> None:
+def training_curves(record: TrainingRecord, path: Path) -> None:
     plt = _pyplot()
-    history = record["history"]
+    history = record.history
     epochs = [h["epoch"] for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     loss_ax.plot(epochs, [h["loss"] for h in history], label="train (augmented, smoothed labels)")
@@ -77,10 +61,10 @@ def training_curves(record: dict, path: Path) -> None:
     loss_ax.legend(fontsize=8)
     acc_ax.plot(epochs, [100 * h["accuracy"] for h in history], label="train (augmented)")
     acc_ax.plot(epochs, [100 * h["val_accuracy"] for h in history], label="validation")
-    if record.get("best_epoch"):
-        acc_ax.axvline(record["best_epoch"], color="gray", ls=":", label=f"best epoch {record['best_epoch']}")
+    if record.best_epoch:
+        acc_ax.axvline(record.best_epoch, color="gray", ls=":", label=f"kept epoch {record.best_epoch}")
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("accuracy %")
     acc_ax.legend(fontsize=8)
-    fig.suptitle(f"Training, seed {record.get('seed')}, {record.get('params')} parameters")
+    fig.suptitle(f"Training, seed {record.config.seed}, {record.params} parameters")
     _save(fig, path)
