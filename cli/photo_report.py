@@ -14,12 +14,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.output import safe_text
+from fmnist_edge.runtime.confusion_image import confusion_image
 from fmnist_edge.runtime.errors import ImageError, UsageError
 from fmnist_edge.runtime.photo_eval import PhotoResult, PhotoSummary
 from fmnist_edge.runtime.preprocess import open_image
 from fmnist_edge.runtime.spec import CLASS_NAMES
 
-CELL = 44  # px per confusion-matrix cell
 THUMB = 112  # px per photo and per enlarged model input on the contact sheet
 COLUMNS = 6  # photo pairs per row
 PAGE_PHOTOS = 300  # per contact sheet page: 50 rows, a 1344x7100 image of 29 MB while it is drawn
@@ -60,31 +60,7 @@ def save_png(image: Image.Image, path: Path) -> None:
 
 
 def confusion_png(summary: PhotoSummary, title: str) -> Image.Image:
-    """Rows: true class; columns: predicted. Shading is the share of the row; every count is printed."""
-    counts = summary.confusion()
-    font = ImageFont.load_default()
-    label_w, top = 90, 60
-    n = len(CLASS_NAMES)
-    image = Image.new("RGB", (label_w + n * CELL + 10, top + n * CELL + 30), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((5, 5), title, fill="black", font=font)
-    draw.text((label_w, 22), "predicted ->", fill="black", font=font)
-    for j, name in enumerate(CLASS_NAMES):
-        draw.text((label_w + j * CELL + 2, 40), name[:7], fill="black", font=font)
-    for i, name in enumerate(CLASS_NAMES):
-        y = top + i * CELL
-        draw.text((5, y + CELL // 2 - 6), name, fill="black", font=font)
-        row_total = counts[i].sum()
-        for j in range(n):
-            x = label_w + j * CELL
-            share = counts[i, j] / row_total if row_total else 0.0
-            shade = int(255 - 200 * share)
-            fill = (shade, shade, 255) if i == j else (255, shade, shade)
-            draw.rectangle([x, y, x + CELL - 2, y + CELL - 2], fill=fill, outline=(200, 200, 200))
-            if counts[i, j]:
-                draw.text((x + CELL // 2 - 6, y + CELL // 2 - 6), str(counts[i, j]), fill="black", font=font)
-    draw.text((5, top + n * CELL + 8), "rows: true class (no photos: empty row)", fill="black", font=font)
-    return image
+    return confusion_image(summary.confusion(), title, "rows: true class (no photos: empty row)")
 
 
 def write_contact_sheets(summary: PhotoSummary, folder: Path, report: Path) -> list[Path]:

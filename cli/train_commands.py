@@ -188,13 +188,16 @@ def train(
         require("tensorflow", "tensorflow", "train")
         if not resume:
             photos = _photo_folder(photos, no_photos)
+        from fmnist_edge.interrupt import StopOnSignals
         from fmnist_edge.train.train import resume as resume_training
         from fmnist_edge.train.train import train as run_training
 
-        if resume:
-            record = resume_training(out, data_dir=data_dir, log=progress)
-        else:
-            record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init, log=progress)
+        with StopOnSignals(raise_at_once=True):  # SIGTERM stops as Ctrl-C does: the record says "interrupted"
+            if resume:
+                record = resume_training(out, data_dir=data_dir, log=progress)
+            else:
+                record = run_training(cfg, out, data_dir=data_dir, force=force, photos=photos, init=init,
+                                      log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:

@@ -273,3 +273,28 @@ def test_atomic_writes_are_readable_by_others_like_a_plain_write(tmp_path: Path)
     with atomic_path(atomic) as tmp:
         tmp.write_bytes(b"x")
     assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+@pytest.mark.slow
+@needs_tensorflow
+def test_sigterm_stops_a_run_within_seconds_and_the_record_says_so(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exe = Path(sys.executable).parent / "fmnist-edge"
+    run = subprocess.Popen([str(exe), "train", "--subset", "2048", "--epochs", "20", "--no-photos",
+                            "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    record = tmp_path / "fmnist_cnn.training.json"
+    deadline = time.monotonic() + 300
+    while not record.is_file() and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.2)  # the first epoch is done: a checkpoint exists to resume from
+    assert record.is_file(), run.communicate()[1][-2000:]
+    run.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr[-2000:]
+    assert time.monotonic() - stopped < 10  # a batch, not an epoch (generous: CI machines are shared)
+    assert "train --resume --out" in stderr and "Traceback" not in stderr
+    assert json.loads(record.read_text())["status"] == "interrupted"
