@@ -9,6 +9,7 @@ ONNX goes through tf2onnx from a tf.function; its int8 model is onnxruntime stat
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,15 +63,43 @@ def onnx_fp32(model):
     def serve(pixels):
         return {OUTPUT_NAME: model(pixels, training=False)}
 
-    # tf2onnx numbers the nodes it inserts from a process-wide counter: without a reset, a second export
-    # in one process (tests, export --verify) names them differently and the bytes differ.
-    tf2onnx.utils.INTERNAL_NAME = 1
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET)
+    _canonical_names(proto.graph)
     # tf2onnx names the dynamic batch dimension arbitrarily ("unk__53"); give it a readable name.
     for value in (*proto.graph.input, *proto.graph.output):
         dim = value.type.tensor_type.shape.dim[0]
         dim.dim_param = "batch"
     return proto
+
+
+def _canonical_names(graph) -> None:
+    """Renumber the names tf2onnx makes up, in graph order, so that the bytes depend on the model alone.
+
+    tf2onnx numbers the names it inserts ("Conv__38") from a process-wide counter that other work in
+    the process also moves, and its doc string names TensorFlow's function id: a second export in one
+    process (tests, `export --verify`) would otherwise give other bytes for the same model.
+    """
+    generated = re.compile(r"^(.*)__(\d+)$")
+    renamed: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        base, _, port = name.partition(":")
+        match = generated.match(base)
+        if not match:
+            return name
+        if base not in renamed:
+            renamed[base] = f"{match.group(1)}__{len(renamed) + 1}"
+        return renamed[base] + (":" + port if port else "")
+
+    for node in graph.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+    for tensor in graph.initializer:
+        tensor.name = rename(tensor.name)
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = rename(value.name)
+    graph.doc_string = "converted by tf2onnx from the Keras model"
 
 
 def onnx_int8(fp32_proto, calibration: np.ndarray):
