@@ -5,8 +5,9 @@ None of them imports TensorFlow, except bench's optional Keras baseline row, whe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -154,7 +155,6 @@ def bench(
                      "(decode, resize, segment, cut out, model), on the bundled model or the one model in PATHS."),
     ] = None,
 ) -> None:
-    import json
 
     from fmnist_edge import bench_report
     from fmnist_edge.runtime import bench as benchmark
@@ -189,22 +189,11 @@ def bench(
         doc = benchmark.run_bench(targets, benchmark.Settings(budget=budget), data, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
-    if json_out:
-        typer.echo(json.dumps(doc, indent=2))
-    elif markdown:
-        typer.echo(bench_report.markdown(doc))
-    else:
-        from rich.console import Console
-
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=180)  # piped: no wrapping at a guessed 80 columns
-        console.print(bench_report.rich_table(doc))
+    _print_report(doc, json_out, markdown, bench_report.markdown, bench_report.rich_table)
 
 
 def _photo_stages(folder: Path, paths: list[Path], backend: str | None, markdown: bool, json_out: bool) -> None:
     """bench --photos: per-stage milliseconds of every photo in `folder` (runtime/photo_stages.py)."""
-    import json
 
     from fmnist_edge import bench_report
     from fmnist_edge.inputs import expand
@@ -222,16 +211,27 @@ def _photo_stages(folder: Path, paths: list[Path], backend: str | None, markdown
         doc = photo_stages([i.path for i in inputs], classifier, log=progress)
     except FmnistEdgeError as exc:
         raise fail(exc) from None
+    _print_report(doc, json_out, markdown, bench_report.photo_markdown, bench_report.photo_table)
+    if doc["unreadable"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_report(doc: dict, json_out: bool, markdown: bool, to_markdown: Callable[[dict], str],
+                  to_table: Callable[[dict], Any]) -> None:
+    """A bench report as JSON, Markdown or a rich table (piped: 180 columns, not a guessed 80)."""
+    import json
+
     if json_out:
         typer.echo(json.dumps(doc, indent=2))
     elif markdown:
-        typer.echo(bench_report.photo_markdown(doc))
+        typer.echo(to_markdown(doc))
     else:
         from rich.console import Console
 
-        Console(width=None if Console().is_terminal else 120).print(bench_report.photo_table(doc))
-    if doc["unreadable"]:
-        raise typer.Exit(EXIT_FAILED)
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=180)
+        console.print(to_table(doc))
 
 
 def _tensorflow_installed() -> bool:
