@@ -23,7 +23,7 @@ from fmnist_edge.train.augment import augment_batch
 from fmnist_edge.train.model import build_model
 from fmnist_edge.train.photo_augment import augment_photos
 from fmnist_edge.train.photos import class_balanced_weights
-from fmnist_edge.train.record import TrainingRecord
+from fmnist_edge.train.record import TrainingRecord, validation_score
 
 
 def initial_model(cfg, init: Path | None) -> keras.Model:
@@ -196,17 +196,17 @@ class ProgressBar(keras.callbacks.Callback):
 class Recorder(keras.callbacks.Callback):
     """After each epoch: a history row, a line of progress, and the checkpoint when it is the best.
 
-    With photos, "best" is the mean of the dataset and photo validation accuracies: the photos are
-    what the change is for, the dataset is what must not regress. With `keep_last` every epoch
-    replaces the checkpoint, so the run ends with the end of its schedule.
+    "Best" is train/record.py's `validation_score`. With `keep_last` every epoch replaces the
+    checkpoint, so the run ends with the end of its schedule. `on_epoch(epoch, score)`, when given, is
+    told each epoch's validation score once its checkpoint and record are written (`tune` prunes by it).
     """
 
     def __init__(self, data, record: TrainingRecord, model_path: Path, save_record: Callable[[], None],
                  schedule, optimizer, log: Callable[[str], None], keep_last: bool = False,
-                 resume_path: Path | None = None) -> None:
+                 resume_path: Path | None = None, on_epoch: Callable[[int, float], None] | None = None) -> None:
         super().__init__()
         self.data, self.record, self.model_path, self.save_record = data, record, model_path, save_record
-        self.keep_last, self.resume_path = keep_last, resume_path
+        self.keep_last, self.resume_path, self.on_epoch = keep_last, resume_path, on_epoch
         self.schedule, self.optimizer, self.log = schedule, optimizer, log
         self.best = max((self._score(row) for row in record.history), default=-1.0)  # a resumed run's so far
         self.first_epoch = len(record.history)
@@ -215,9 +215,7 @@ class Recorder(keras.callbacks.Callback):
     def _score(self, row: dict) -> float:
         if self.keep_last:
             return float(row["epoch"])  # every epoch replaces the checkpoint: the run ends with its final weights
-        if "photo_val_accuracy" in row:
-            return (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
-        return row["val_accuracy"]
+        return validation_score(row)
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
         self.epoch_started = time.time()
@@ -244,6 +242,8 @@ class Recorder(keras.callbacks.Callback):
                 self.model.save(tmp)
         self.save_record()
         self.log(self._progress(row, improved))
+        if self.on_epoch is not None:  # last: what it raises finds the epoch's checkpoint and record written
+            self.on_epoch(epoch + 1, validation_score(row))
 
     def _progress(self, row: dict, improved: bool) -> str:
         done, total = len(self.record.history), self.record.config.epochs

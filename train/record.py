@@ -31,7 +31,7 @@ RECORD_FILE = TRAINING_RECORD
 STATUSES = ("running", "interrupted", "completed")
 
 __all__ = ["RECORD_FILE", "RECORD_VERSION", "InputFile", "PhotosUsed", "RecordError", "TrainingRecord",
-           "parse_record", "read_record", "write_record"]
+           "parse_record", "read_record", "validation_score", "write_record"]
 
 
 @dataclass
@@ -83,6 +83,15 @@ class TrainingRecord:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def validation_score(row: dict[str, float]) -> float:
+    """An epoch's score on held-out data, from its history row: `select="best"` keeps the epoch with the
+    highest, and `tune` ranks and prunes trials by it. With photos it is the mean of the dataset and photo
+    validation accuracies: the photos are what they are mixed in for, the dataset is what must not regress."""
+    if "photo_val_accuracy" in row:
+        return (row["val_accuracy"] + row["photo_val_accuracy"]) / 2
+    return row["val_accuracy"]
 
 
 def write_record(record: TrainingRecord, path: Path) -> None:

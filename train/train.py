@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,12 @@ class Data:
     photos_val: PhotoSplit | None = None
 
 
+class StopTraining(Exception):
+    """Raised by an `on_epoch` callback to end a run after the epoch it was told about (`tune` prunes a
+    trial so). That epoch's checkpoint and record are kept, the record says "interrupted", and
+    `train --resume` could continue the run."""
+
+
 def train(
     cfg: TrainConfig,
     out_dir: Path,
@@ -57,8 +64,12 @@ def train(
     photos: Path | None = None,
     init: Path | None = None,
     log=print,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainingRecord:
-    """Train and write `fmnist_cnn.keras` and its record into `out_dir`, which is locked meanwhile."""
+    """Train and write `fmnist_cnn.keras` and its record into `out_dir`, which is locked meanwhile.
+
+    `on_epoch(epoch, score)` is called after each epoch with its validation score (record.validation_score),
+    so a caller can watch a run without parsing its log, and stop it by raising StopTraining."""
     if init is not None and not init.is_file():
         raise ModelError(f"{init}: no such model to start from")
     if cfg.photo_subset is not None and photos is None:
@@ -83,7 +94,7 @@ def train(
         record.versions = versions("tensorflow", "keras", "numpy")
         record.selection = "the last epoch" if cfg.select == "last" else (
             "val_accuracy" if data.photos is None else "mean of val_accuracy and photo_val_accuracy")
-        return _fit(cfg, out_dir, data, record, started, log, start=init)
+        return _fit(cfg, out_dir, data, record, started, log, start=init, on_epoch=on_epoch)
 
 
 def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> TrainingRecord:
@@ -146,7 +157,8 @@ class _TrainLock(FolderLock):
 
 
 def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, started: float, log,
-         start: Path | None, resuming: bool = False) -> TrainingRecord:
+         start: Path | None, resuming: bool = False,
+         on_epoch: Callable[[int, float], None] | None = None) -> TrainingRecord:
     """Train from `start` (None: fresh weights; a model to fine-tune; or with `resuming`, the run's checkpoint)."""
     import keras
 
@@ -177,7 +189,7 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
     record_path = out_dir / RECORD_FILE
     recorder = loop.Recorder(data, record, out_dir / MODEL_FILE, lambda: _save(record, record_path, started),
                              schedule, optimizer, log, keep_last=cfg.select == "last",
-                             resume_path=None if cfg.select == "last" else out_dir / RESUME_FILE)
+                             resume_path=None if cfg.select == "last" else out_dir / RESUME_FILE, on_epoch=on_epoch)
     callbacks = [recorder]
     if sys.stderr is not None and sys.stderr.isatty():
         callbacks.append(loop.ProgressBar(cfg.epochs - first_epoch, len(batches)))
@@ -186,7 +198,7 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
                   epochs=cfg.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose=0)
         record.status = "completed"
         (out_dir / RESUME_FILE).unlink(missing_ok=True)  # a completed run has nothing left to resume
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopTraining):
         record.status = "interrupted"
         raise
     finally:
