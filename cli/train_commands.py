@@ -94,8 +94,9 @@ def fetch_photos_cmd(
 
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
-_TRAINING_OPTIONS = ("epochs", "seed", "stages", "photos", "no_photos", "photo_fraction", "init", "lr", "freeze_bn",
-                     "select", "subset", "photo_subset", "batch_size", "force")
+_TRAINING_OPTIONS = ("epochs", "seed", "seeds", "stages", "photos", "no_photos", "photo_fraction", "init", "lr",
+                     "weight_decay", "label_smoothing", "erase_prob", "dropout", "freeze_bn", "select", "subset",
+                     "photo_subset", "batch_size", "force")
 _RECIPE = TrainConfig()  # every default below is read from here, never typed twice
 
 
@@ -129,6 +130,14 @@ def train(
     ] = None,
     lr: Annotated[float, typer.Option(min=1e-6, max=1.0, help="Peak learning rate (SGD, cosine schedule).")
                   ] = _RECIPE.peak_lr,
+    weight_decay: Annotated[float, typer.Option(min=0.0, max=0.1, help="Decoupled weight decay (not on BatchNorm "
+                                                "or biases).")] = _RECIPE.weight_decay,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5, help="Label smoothing of the loss (it also "
+                                                   "shapes the unsure threshold).")] = _RECIPE.label_smoothing,
+    erase_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a dataset image gets a random "
+                                              "erasing.")] = _RECIPE.augment.erase_prob,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout before the classifier (a new "
+                                           "network; --init keeps its own).")] = _RECIPE.model.dropout,
     freeze_bn: Annotated[
         bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
                                 "dataset accuracy while photos are mixed in).")
@@ -155,6 +164,12 @@ def train(
                            "the settings and photos its record names; the Fashion-MNIST files, labels.csv and every "
                            "photo are checked against the record's hashes (give no other training option).")
     ] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(metavar="N,N,...", help="One run per seed, each into OUT/seed-N, then a table of the mean and "
+                     "sd of the test accuracy of the float Keras and the int8 TFLite model (also OUT/seeds.json). "
+                     "The same command again resumes what is unfinished.")
+    ] = None,
     data_dir: DataDir = None,
     verbose: Verbose = False,
 ) -> None:
@@ -181,13 +196,25 @@ def train(
         if no_photos and photos is not None:
             raise UsageError("--photos and --no-photos contradict each other; give one")
         model = _RECIPE.model if stages is None else ModelConfig(stages=_stages(stages, init))
-        cfg = replace(_RECIPE, model=model, epochs=epochs, seed=seed, subset=subset, photo_subset=photo_subset,
-                      batch_size=batch_size, peak_lr=lr, photo_fraction=photo_fraction,
+        cfg = replace(_RECIPE, model=replace(model, dropout=dropout), epochs=epochs, seed=seed, subset=subset,
+                      photo_subset=photo_subset, batch_size=batch_size, peak_lr=lr, photo_fraction=photo_fraction,
+                      weight_decay=weight_decay, label_smoothing=label_smoothing,
+                      augment=replace(_RECIPE.augment, erase_prob=erase_prob),
                       warmup_epochs=0.0 if init else _RECIPE.warmup_epochs,
                       freeze_batchnorm=freeze_bn and init is not None, select=select)
+        if seeds is not None:
+            from fmnist_edge.seeds import parse_seeds, train_seeds
+
+            if ctx.get_parameter_source("seed").name != "DEFAULT":
+                raise UsageError("--seed and --seeds contradict each other; give one")
+            if init is not None:
+                raise UsageError("--seeds trains from scratch; --init fine-tunes one model")
+            seed_list = parse_seeds(seeds)
         require("tensorflow", "tensorflow", "train")
         if not resume:
             photos = _photo_folder(photos, no_photos)
+        if seeds is not None:
+            raise typer.Exit(train_seeds(cfg, seed_list, out, data_dir=data_dir, photos=photos, force=force))
         from fmnist_edge.interrupt import StopOnSignals
         from fmnist_edge.train.train import resume as resume_training
         from fmnist_edge.train.train import train as run_training

@@ -276,7 +276,10 @@ def to_model_input(image: Image.Image, mark: Mark = _unmarked) -> np.ndarray:
     rgb = np.asarray(work)[top:bottom, left:right].astype(np.float32)  # the crop only, not the whole photo
     soft, mask = soft[top:bottom, left:right], mask[top:bottom, left:right]
 
-    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # Luma by elementwise float32 products and sums, not `rgb @ weights`: a matrix product goes to BLAS,
+    # whose kernel (and so its rounding) depends on the CPU; an AVX-512 machine moved dataset-style
+    # pictures' inputs by one level where this form gives the same bytes on every CPU.
+    gray = rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
     if not light_on_black:
         gray = 255.0 - gray  # negate, as the dataset was made
     item = gray * soft  # the background goes to black
