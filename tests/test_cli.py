@@ -78,7 +78,7 @@ MISSING = "no-such-model"
         ["evaluate-photos", "examples", "--model", f"{MISSING}.onnx"],
         ["bench", f"{MISSING}.tflite"],
         ["selftest", "--model", f"{MISSING}.tflite"],
-        ["export", f"{MISSING}.keras", "--out", "{tmp}"],
+        pytest.param(["export", f"{MISSING}.keras", "--out", "{tmp}"], marks=pytest.mark.slow),  # imports TensorFlow
     ],
     ids=lambda args: args[0],
 )

@@ -142,6 +142,7 @@ main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak address space from /proc")
 def test_the_report_for_many_photos_fits_in_the_memory_a_few_photos_need(tmp_path: Path) -> None:
     # 20,000 photos made one 1.4 GB contact sheet and died under a 1.5 GB cap. Scaled down: the

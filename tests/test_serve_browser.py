@@ -28,6 +28,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from serving import running_server  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real browser starts per test: CI runs these, the fast loop does not
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
 PAGE_BUDGET = 50_000  # bytes: the page loads fast over a weak Wi-Fi link to a Pi
