@@ -182,6 +182,10 @@ def train(
     missing photo stops before training starts; an unreadable photo is skipped and counted in
     the training record. A stopped run continues with `fmnist-edge train --resume --out DIR`.
 
+    `--seeds 0,1,2` trains one run per seed into OUT/seed-N and prints the mean ± sd of the test
+    accuracy of the float and the int8 TFLite models (written to OUT/seeds.json too); the same command
+    again resumes the unfinished seeds and refuses a folder trained with other settings.
+
     Exit codes: 0 trained; 1 the Fashion-MNIST files are missing or corrupt; 2 usage error (bad
     option, a bad --photos folder or --init model, a model in --out without --force, --out locked
     by another run, a record --resume cannot read, TensorFlow not installed); 130 interrupted.
