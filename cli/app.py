@@ -13,7 +13,7 @@ import typer
 
 from fmnist_edge import device_commands as device
 from fmnist_edge import export_commands as export
-from fmnist_edge import serve_command
+from fmnist_edge import serve_command, tune_command
 from fmnist_edge import train_commands as train
 from fmnist_edge.exits import EXIT_OK
 
@@ -48,6 +48,7 @@ def main_options(
 app.command()(train.data)
 app.command("fetch-photos")(train.fetch_photos_cmd)
 app.command()(train.train)
+app.command()(tune_command.tune)
 app.command("export")(export.export_cmd)
 app.command()(export.evaluate)
 app.command(help=device.CLASSIFY_HELP)(device.classify)
