@@ -285,3 +285,30 @@ def test_the_search_space_table_in_the_docs_is_the_code_s() -> None:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[0].startswith(f"`{param.path}`") and cells[1] == f"`{param.flag}`", row
         assert cells[2] == f"{param.low!r} to {param.high!r}" and cells[3] == ("log" if param.log else "linear"), row
+
+
+@pytest.mark.slow
+def test_a_stopped_study_continues_with_the_same_command(tmp_path: Path) -> None:
+    needs_optuna()
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    args = [str(EXE), "tune", "--trials", "2", "--epochs", "4", "--subset", "512", "--no-photos",
+            "--out", str(tmp_path / "runs"), "--storage", storage]
+    stopped = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    record = tmp_path / "runs" / "trial-0000" / "fmnist_cnn.training.json"
+    deadline = time.monotonic() + 300
+    while not record.is_file() and time.monotonic() < deadline and stopped.poll() is None:
+        time.sleep(0.1)
+    stopped.send_signal(signal.SIGTERM)  # as Ctrl-C, systemd or a container stop
+    _, stderr = stopped.communicate(timeout=60)
+    assert stopped.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and stderr.splitlines()[-1].startswith("interrupted; the same command again")
+    assert trials_of(storage)[0].state == optuna.trial.TrialState.FAIL
+    assert json.loads(record.read_text())["status"] == "interrupted"
+
+    finish(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    trials = trials_of(storage)
+    done = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 2 and done[0].params == trials[0].params  # the stopped settings were trained again

@@ -224,7 +224,7 @@ def run(settings: Settings, trials: int, storage_url: str, name: str, out: Path,
     import optuna
     import sqlalchemy.exc
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened, once
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines say what happened, once (no tracebacks)
     # Heartbeats and fail_stale_trials are "experimental" (since Optuna 2.9): said once per call, to no one's use.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = open_storage(storage_url, settings.heartbeat)
@@ -295,7 +295,7 @@ def best_command(storage_url: str, name: str) -> list[str]:
     """The `fmnist-edge train` command line of the study's best complete trial."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(storage_url, create=False)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
