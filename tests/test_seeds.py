@@ -65,3 +65,31 @@ def test_two_seeds_give_a_table_of_mean_and_sd_and_a_rerun_keeps_them(tmp_path: 
     # Other settings into the same folder are refused, not mixed into one table.
     other = CliRunner().invoke(app, [*args[:-4], "2", "--no-photos", "--out", str(tmp_path)])
     assert other.exit_code == 2 and "other settings" in other.stderr
+
+
+@pytest.mark.slow
+def test_a_stopped_seed_run_resumes_with_the_same_command(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("tensorflow", reason="needs the [train] extra")
+    from fmnist_edge.train import loop
+
+    finish_epoch = loop.Recorder.on_epoch_end
+
+    def stop_after_the_first_epoch(self, epoch, logs=None):
+        finish_epoch(self, epoch, logs)
+        raise KeyboardInterrupt  # as Ctrl-C right after a checkpoint
+
+    monkeypatch.setattr(loop.Recorder, "on_epoch_end", stop_after_the_first_epoch)
+    args = ["train", "--seeds", "3", "--subset", "256", "--epochs", "2", "--no-photos", "--out", str(tmp_path)]
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 130 and "the same command again resumes" in stopped.stderr
+    assert not (tmp_path / "seeds.json").exists()
+    monkeypatch.setattr(loop.Recorder, "on_epoch_end", finish_epoch)
+
+    resumed = CliRunner().invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.stderr
+    record = json.loads((tmp_path / "seed-3" / "fmnist_cnn.training.json").read_text())
+    assert [row["epoch"] for row in record["history"]] == [1, 2] and record["resumed"][0]["after_epoch"] == 1
+    summary = json.loads((tmp_path / "seeds.json").read_text())
+    assert summary["float"]["sd"] is None and summary["float"]["n"] == 1  # one seed: no spread to speak of
+    assert resumed.stdout.splitlines()[-1].endswith("± n/a%")
