@@ -298,3 +298,29 @@ def test_sigterm_stops_a_run_within_seconds_and_the_record_says_so(tmp_path: Pat
     assert time.monotonic() - stopped < 10  # a batch, not an epoch (generous: CI machines are shared)
     assert "train --resume --out" in stderr and "Traceback" not in stderr
     assert json.loads(record.read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+@needs_tensorflow
+def test_a_batch_holds_the_same_images_whichever_thread_makes_it_and_when() -> None:
+    """Batches are made by threads while the model trains: each must depend on (seed, epoch, index)
+    alone, or a run would differ with the threads' timing, and a resumed run from the uninterrupted one."""
+    from fmnist_edge.train.config import TrainConfig
+    from fmnist_edge.train.loop import Batches
+    from fmnist_edge.train.photos import PhotoSplit
+    from fmnist_edge.train.train import Data
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (1000, 28, 28), dtype=np.uint8), rng.integers(0, 10, 1000)
+    photos = PhotoSplit(images=images[:20], labels=labels[:20], files=tuple(f"p{i}.jpg" for i in range(20)))
+    data = Data(images, labels, images[:10], labels[:10], photos=photos)
+    cfg = TrainConfig(batch_size=64)
+    first = Batches(data, cfg, threads=1)
+    in_order = [first[i] for i in range(len(first))]
+    later = Batches(data, cfg, threads=2)
+    for i in reversed(range(len(later))):  # another order, another object
+        x, y = later[i]
+        assert np.array_equal(x, in_order[i][0]) and np.array_equal(y, in_order[i][1])
+    first.on_epoch_end()
+    assert not np.array_equal(first[0][0], in_order[0][0])  # the next epoch is another draw
+    assert np.array_equal(Batches(data, cfg, first_epoch=1)[0][0], first[0][0])  # as a resumed run draws it

@@ -115,16 +115,23 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype="float32")[labels]
 
 
+LOADER_THREADS = 2  # threads preparing batches while the model trains on the one before
+
+
 class Batches(keras.utils.PyDataset):
     """Augmented Fashion-MNIST batches, and with photos given, `photo_fraction` of every batch real
     photos (drawn class-balanced, photo-augmented). An epoch is one pass over Fashion-MNIST.
 
-    One reshuffle per epoch from a generator seeded by (seed, epoch): a run is reproducible. Without
-    photos the draws are exactly those of the dataset-only recipe, so its runs reproduce bit for bit.
+    Batches are made by LOADER_THREADS threads while TensorFlow runs the step before (numpy, Pillow
+    and TensorFlow release the GIL), so augmentation no longer idles a core. Each batch draws from
+    its own generator, seeded by (seed, epoch, batch): what a batch holds does not depend on which
+    thread made it or when, so a run, and a resumed run, is the same for any number of threads.
+    The epoch's order is one permutation seeded by (seed, epoch); fit() must not reshuffle it.
     """
 
-    def __init__(self, data, cfg, first_epoch: int = 0) -> None:
-        super().__init__()
+    def __init__(self, data, cfg, first_epoch: int = 0, threads: int | None = None) -> None:
+        threads = LOADER_THREADS if threads is None else threads
+        super().__init__(workers=threads, use_multiprocessing=False, max_queue_size=4 * threads)
         self.data, self.cfg = data, cfg
         self.photos_per_batch = 0
         if data.photos is not None:
@@ -135,23 +142,23 @@ class Batches(keras.utils.PyDataset):
         self._shuffle()
 
     def _shuffle(self) -> None:
-        self.rng = np.random.default_rng([self.cfg.seed, self.epoch])
-        self.order = self.rng.permutation(len(self.data.train_x))
+        self.order = np.random.default_rng([self.cfg.seed, self.epoch]).permutation(len(self.data.train_x))
 
     def __len__(self) -> int:
         return math.ceil(len(self.data.train_x) / self.per_batch)
 
     def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
         idx = self.order[i * self.per_batch : (i + 1) * self.per_batch]
-        x = augment_batch(self.data.train_x[idx], self.rng, self.cfg.augment)[..., None].astype("float32")
+        x = augment_batch(self.data.train_x[idx], rng, self.cfg.augment)[..., None].astype("float32")
         y = one_hot(self.data.train_y[idx])
         if self.photos_per_batch:
             photos = self.data.photos
-            pick = self.rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
+            pick = rng.choice(len(photos.labels), self.photos_per_batch, p=self.photo_weights)
             chosen = photos.images[pick]
             if photos.variants is not None:  # the original or one of its jittered re-preprocessings
-                chosen = photos.variants[pick, self.rng.integers(0, photos.variants.shape[1], len(pick))]
-            px = augment_photos(chosen, self.rng, self.cfg.photo_augment)[..., None].astype("float32")
+                chosen = photos.variants[pick, rng.integers(0, photos.variants.shape[1], len(pick))]
+            px = augment_photos(chosen, rng, self.cfg.photo_augment)[..., None].astype("float32")
             x, y = np.concatenate([x, px]), np.concatenate([y, one_hot(photos.labels[pick])])
         return x, y.astype("float32")
 

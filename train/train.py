@@ -194,7 +194,8 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
     if sys.stderr is not None and sys.stderr.isatty():
         callbacks.append(loop.ProgressBar(cfg.epochs - first_epoch, len(batches)))
     try:
-        model.fit(batches, validation_data=(data.val_x[..., None].astype("float32"), loop.one_hot(data.val_y)),
+        validation = (data.val_x[..., None].astype("float32"), loop.one_hot(data.val_y))
+        model.fit(batches, shuffle=False, validation_data=validation,  # Batches orders each epoch itself
                   epochs=cfg.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose=0)
         record.status = "completed"
         (out_dir / RESUME_FILE).unlink(missing_ok=True)  # a completed run has nothing left to resume
