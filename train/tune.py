@@ -142,10 +142,14 @@ def open_storage(url: str, heartbeat: int | None = None, create: bool = True) ->
             for attempt in range(TABLE_RACE_TRIES):
                 try:
                     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **heartbeats)
-                except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                except sqlalchemy.exc.SQLAlchemyError as exc:
                     # Workers starting together on a new database all create Optuna's tables; the
-                    # losers of that race find them made a moment later.
-                    if attempt == TABLE_RACE_TRIES - 1:
+                    # losers of that race find them made a moment later. PostgreSQL says so with an
+                    # IntegrityError or ProgrammingError, SQLite with an OperationalError ("table ...
+                    # already exists"); any other error (a wrong host, a bad password) is not retried.
+                    racing = isinstance(exc, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.ProgrammingError) or (
+                        "already exists" in str(exc))
+                    if not racing or attempt == TABLE_RACE_TRIES - 1:
                         raise
                     time.sleep(0.5 + random.random())
         except ImportError:
