@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from fmnist_edge.exits import EXIT_INTERRUPTED
@@ -101,6 +100,13 @@ _RECIPE = TrainConfig()  # every default below is read from here, never typed tw
 
 
 @quiet_unless_verbose
+def _one_of_selections(value: str) -> str:
+    """--select's check without importing click (the base install's typer may vendor it)."""
+    if value not in SELECTIONS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SELECTIONS)}")
+    return value
+
+
 def train(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = _RECIPE.epochs,
@@ -143,7 +149,7 @@ def train(
                                 "dataset accuracy while photos are mixed in).")
     ] = True,
     select: Annotated[
-        str, typer.Option(click_type=click.Choice(SELECTIONS),
+        str, typer.Option(callback=_one_of_selections,
                           help="Which epoch is kept: `last` (the end of the cosine schedule: the shipped recipe) or "
                                "`best` on validation data (the mean of dataset and photo validation accuracy).")
     ] = _RECIPE.select,
