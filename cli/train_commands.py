@@ -94,8 +94,8 @@ def fetch_photos_cmd(
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
 _TRAINING_OPTIONS = ("epochs", "seed", "seeds", "stages", "photos", "no_photos", "photo_fraction", "init", "lr",
-                     "weight_decay", "label_smoothing", "erase_prob", "dropout", "freeze_bn", "select", "subset",
-                     "photo_subset", "batch_size", "force")
+                     "weight_decay", "label_smoothing", "erase_prob", "dropout", "residual", "freeze_bn", "select",
+                     "subset", "photo_subset", "batch_size", "force")
 _RECIPE = TrainConfig()  # every default below is read from here, never typed twice
 
 
@@ -144,6 +144,8 @@ def train(
                                               "erasing.")] = _RECIPE.augment.erase_prob,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout before the classifier (a new "
                                            "network; --init keeps its own).")] = _RECIPE.model.dropout,
+    residual: Annotated[bool, typer.Option(help="Identity shortcuts around each conv that keeps its stage's width "
+                                           "(a new network; --init keeps its own).")] = _RECIPE.model.residual,
     freeze_bn: Annotated[
         bool, typer.Option(help="With --init: keep the starting model's BatchNorm statistics (protects "
                                 "dataset accuracy while photos are mixed in).")
@@ -206,9 +208,9 @@ def train(
         if no_photos and photos is not None:
             raise UsageError("--photos and --no-photos contradict each other; give one")
         model = _RECIPE.model if stages is None else ModelConfig(stages=_stages(stages, init))
-        cfg = replace(_RECIPE, model=replace(model, dropout=dropout), epochs=epochs, seed=seed, subset=subset,
-                      photo_subset=photo_subset, batch_size=batch_size, peak_lr=lr, photo_fraction=photo_fraction,
-                      weight_decay=weight_decay, label_smoothing=label_smoothing,
+        cfg = replace(_RECIPE, model=replace(model, dropout=dropout, residual=residual), epochs=epochs, seed=seed,
+                      subset=subset, photo_subset=photo_subset, batch_size=batch_size, peak_lr=lr,
+                      photo_fraction=photo_fraction, weight_decay=weight_decay, label_smoothing=label_smoothing,
                       augment=replace(_RECIPE.augment, erase_prob=erase_prob),
                       warmup_epochs=0.0 if init else _RECIPE.warmup_epochs,
                       freeze_batchnorm=freeze_bn and init is not None, select=select)

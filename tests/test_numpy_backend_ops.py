@@ -12,6 +12,8 @@ backend without a model here. Per op (runtime/numpy_backend.py has the same list
 - MEAN: kept and tested; GlobalAveragePooling2D. FULLY_CONNECTED: kept and tested; the Dense head.
 - Other values those kernels take with no code of their own (VALID convs, strides, SAME pools,
   two live operands, fused RELU on ADD and Dense, keep_dims) are tested on a second model.
+- The shortcuts of `train --residual` (ADD of two live tensors, RELU fused) on train/model.py's own
+  network at toy widths.
 - AVERAGE_POOL_2D, RESHAPE, SOFTMAX, RELU, RELU6, fused RELU6, keep_num_dims: removed, since no
   model of our family (conv/BN/ReLU/max-pool/GAP/dropout/dense, normalization first) contains them;
   each is refused in one line naming it, as any other op is.
@@ -75,6 +77,13 @@ def _family_model() -> Any:
     return keras.Model(inputs, layers.Dense(NUM_CLASSES)(x))
 
 
+def _residual_model() -> Any:
+    """train/model.py's network with its identity shortcuts, at toy widths: what `train --residual` exports."""
+    from fmnist_edge.train.model import ModelConfig, build_model
+
+    return build_model(ModelConfig(stages=((4,), (6, 6, 6), (8, 8)), residual=True))
+
+
 def _options_model() -> Any:
     """The option values the family does not use but the kept kernels take with no code of their own."""
     import keras
@@ -103,7 +112,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     folder = tmp_path_factory.mktemp("ops")
     paths = {}
-    for name, build in (("family", _family_model), ("options", _options_model)):
+    for name, build in (("family", _family_model), ("options", _options_model), ("residual", _residual_model)):
         model = build()
         _randomize(model, rng)
         paths[name] = folder / f"{name}.tflite"
@@ -133,7 +142,7 @@ def _ops(graph: Graph) -> list[str]:
 # --- parity: every kept op against LiteRT ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["family", "options"])
+@pytest.mark.parametrize("name", ["family", "options", "residual"])
 def test_the_numpy_backend_matches_litert(models: dict[str, Path], name: str) -> None:
     pixels = _pixels()
     reference = _litert_scores(models[name], pixels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,9 @@ def test_select_last_keeps_the_final_epoch_whatever_validation_says(tmp_path: Pa
 def test_the_parameter_count_checked_before_training_is_keras_s(text: str) -> None:
     from fmnist_edge.train.model import ModelConfig, build_model, param_count, parse_stages
 
-    config = ModelConfig(stages=parse_stages(text))
-    assert param_count(config) == build_model(config).count_params()
+    for residual in (False, True):  # the shortcuts add no weights
+        config = ModelConfig(stages=parse_stages(text), residual=residual)
+        assert param_count(config) == build_model(config).count_params()
 
 
 @pytest.mark.slow
@@ -108,10 +110,12 @@ def test_a_network_shape_from_the_command_line_is_trained_and_recorded(tmp_path:
     from fmnist_edge.train.model import ModelConfig, param_count
 
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--stages", "8/16,16",
-                                      "--no-photos", "--out", str(tmp_path)])
+                                      "--residual", "--no-photos", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
-    assert record["config"]["model"]["stages"] == [[8], [16, 16]]
+    assert record["config"]["model"]["stages"] == [[8], [16, 16]] and record["config"]["model"]["residual"] is True
+    saved = json.loads(zipfile.ZipFile(tmp_path / "fmnist_cnn.keras").read("config.json"))
+    assert [layer["class_name"] for layer in saved["config"]["layers"]].count("Add") == 1  # 16 -> 16 only
     assert record["params"] == param_count(ModelConfig(stages=((8,), (16, 16))))
 
 

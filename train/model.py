@@ -1,7 +1,7 @@
 """The compact CNN: a plain VGG-style stack that quantizes to full-integer TFLite and exports to ONNX.
 
-Only Conv2D, BatchNormalization, ReLU, MaxPooling, GlobalAveragePooling, Dropout and Dense are
-used, so every converter handles the graph without custom ops. The shape lives in ModelConfig
+Only Conv2D, BatchNormalization, ReLU, Add (the optional shortcuts), MaxPooling, GlobalAveragePooling,
+Dropout and Dense are used, so every converter handles the graph without custom ops. The shape lives in ModelConfig
 (train/config.py), which the training record saves with the rest of the configuration.
 """
 
@@ -11,8 +11,6 @@ from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES, PIXEL_MEAN, PIXEL
 from fmnist_edge.train.config import ModelConfig
 
 PARAM_LIMIT = 500_000
-
-
 
 
 def parse_stages(text: str) -> tuple[tuple[int, ...], ...]:
@@ -73,9 +71,11 @@ def build_model(config: ModelConfig | None = None, name: str = "fmnist_cnn"):
     )(inputs)
     for s, widths in enumerate(config.stages):
         for c, width in enumerate(widths):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{s}_conv{c}")(x)
-            x = layers.BatchNormalization(name=f"s{s}_bn{c}")(x)
-            x = layers.ReLU(name=f"s{s}_relu{c}")(x)
+            y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{s}_conv{c}")(x)
+            y = layers.BatchNormalization(name=f"s{s}_bn{c}")(y)
+            if config.residual and c > 0 and widths[c - 1] == width:
+                y = layers.Add(name=f"s{s}_add{c}")([x, y])
+            x = layers.ReLU(name=f"s{s}_relu{c}")(y)
         if s < len(config.stages) - 1:
             x = layers.MaxPooling2D(2, name=f"s{s}_pool")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
