@@ -33,7 +33,7 @@ from typing import Any
 from fmnist_edge.runtime.errors import UsageError
 from fmnist_edge.train.config import PHOTOS_DIR, TrainConfig
 
-SEARCH_SPACE_VERSION = 1  # a new range or parameter is a new version: old studies are then refused
+SEARCH_SPACE_VERSION = 2  # a new range or parameter is a new version: old studies are then refused
 TUNE_OUT = Path("runs/tune")  # the trials' folders; and the SQLite study, unless --storage names another
 STUDY_NAME = "fmnist-edge"
 STUDY_FILE = "study.db"
@@ -58,7 +58,7 @@ class Param:
 
 SPACE = (
     Param("peak_lr", "--lr", 0.02, 0.4, log=True),
-    Param("weight_decay", "--weight-decay", 1e-4, 2e-3, log=True),
+    Param("weight_decay", "--weight-decay", 2e-4, 1e-2, log=True),  # v2: was 1e-4 to 2e-3
     Param("label_smoothing", "--label-smoothing", 0.0, 0.2),
     Param("augment.erase_prob", "--erase-prob", 0.0, 0.8),
     Param("model.dropout", "--dropout", 0.0, 0.4),
