@@ -183,9 +183,9 @@ def train(
 ) -> None:
     """Train the compact CNN on Fashion-MNIST and real photos (never on the test set).
 
-    With no options this is the shipped recipe: 40 epochs from scratch, a tenth of each batch real
+    With no options this is the shipped recipe: 48 epochs from scratch, a tenth of each batch real
     photos from data/photos-train (`fmnist-edge fetch-photos` puts them there), the last epoch
-    kept; about 65 minutes on 2 cores. Without the photos it says so and trains on Fashion-MNIST
+    kept; about 70 minutes on 2 cores. Without the photos it says so and trains on Fashion-MNIST
     alone. Fine-tune instead with `--init MODEL --epochs 5 --lr 0.02`. A bad labels file or a
     missing photo stops before training starts; an unreadable photo is skipped and counted in
     the training record. A stopped run continues with `fmnist-edge train --resume --out DIR`.

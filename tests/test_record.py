@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,18 +23,32 @@ from fmnist_edge.train.record import RECORD_VERSION, RecordError, parse_record, 
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 SHIPPED = ARTIFACTS / "fmnist_cnn.training.json"
+# The record of the model shipped in 0.2.0, kept with the experiments: written before record_version existed.
+VERSION_1 = ARTIFACTS.parent / "docs" / "experiments" / "records-shipped-0.2.0" / "fmnist_cnn.training.json"
 
 
 def shipped() -> dict:
     return json.loads(SHIPPED.read_text())
 
 
-def test_the_shipped_record_of_version_1_reads_as_today_s_schema() -> None:
+def version_1() -> dict:
+    return json.loads(VERSION_1.read_text())
+
+
+def test_the_shipped_record_reads_as_the_default_recipe() -> None:
     record = read_record(SHIPPED)
-    assert "record_version" not in shipped()  # written before the field existed
     assert record.record_version == RECORD_VERSION and record.config == TrainConfig()
-    assert record.status == "completed" and len(record.history) == record.config.epochs == 40
+    assert record.status == "completed" and len(record.history) == record.config.epochs
     assert record.photos is not None and record.photos.labels_sha256 == shipped()["photos"]["labels_sha256"]
+
+
+def test_a_record_of_version_1_reads_as_today_s_schema() -> None:
+    record = read_record(VERSION_1)
+    assert "record_version" not in version_1()  # written before the field existed
+    assert record.record_version == RECORD_VERSION
+    assert record.config == replace(TrainConfig(), epochs=40, weight_decay=5e-4)  # 0.2.0's recipe
+    assert record.status == "completed" and len(record.history) == 40
+    assert record.photos is not None and record.photos.labels_sha256 == version_1()["photos"]["labels_sha256"]
 
 
 def test_a_written_record_reads_back_equal(tmp_path: Path) -> None:
@@ -60,7 +75,7 @@ def test_a_written_record_reads_back_equal(tmp_path: Path) -> None:
     (lambda r: r.update(history={"epoch": 1}), "field history is"),
 ])
 def test_a_bad_record_is_refused_naming_the_field(change, says: str) -> None:
-    data = shipped()
+    data = version_1()  # a version-1 record, so that the fields removed since are read as such
     change(data)
     with pytest.raises(RecordError, match=None) as caught:
         parse_record(data, "run/fmnist_cnn.training.json")

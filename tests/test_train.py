@@ -145,8 +145,10 @@ def test_train_with_no_options_is_the_recipe_the_shipped_model_was_trained_with(
     assert shipped.config == TrainConfig() and shipped.photos is not None
     assert shipped.photos.train == 549 and shipped.photos.val == 151  # all of fetch-photos' folder
     params = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
-    assert (params["epochs"], params["seed"], params["lr"], params["photo_fraction"], params["batch_size"],
-            params["select"]) == (40, 0, 0.1, 0.1, 128, "last")
+    c = shipped.config
+    assert (params["epochs"], params["seed"], params["lr"], params["weight_decay"], params["photo_fraction"],
+            params["batch_size"], params["select"], params["residual"]) == (
+        c.epochs, c.seed, c.peak_lr, c.weight_decay, c.photo_fraction, c.batch_size, c.select, c.model.residual)
 
 
 @pytest.mark.slow
