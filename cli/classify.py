@@ -145,6 +145,12 @@ def _prepare(item: Input) -> tuple[np.ndarray | None, str | None]:
         return None, f"{item.shown}: cannot read the image ({type(exc).__name__}: {first_line(exc)})"
 
 
+def rounded(confidence: float) -> float:
+    """The confidence every surface shows: --json and serve's answers carry it, and the table and the web
+    page print it as a percentage, so one answer never reads 93.2% in one place and 93.3% in another."""
+    return round(confidence, 4)
+
+
 def answer_object(shown: str, pred: Prediction, top_k: int = 1) -> dict[str, object]:
     """The JSON object `classify --json` prints for one answered input; `serve` answers with it too,
     so the two cannot drift apart."""
@@ -152,11 +158,11 @@ def answer_object(shown: str, pred: Prediction, top_k: int = 1) -> dict[str, obj
         "path": shown,
         "index": pred.index,
         "label": pred.label,
-        "confidence": round(pred.confidence, 4),
+        "confidence": rounded(pred.confidence),
         "unsure": pred.unsure,
     }
     if top_k > 1:
-        obj["top_k"] = [{"index": i, "label": lbl, "confidence": round(c, 4)} for i, lbl, c in pred.top_k(top_k)]
+        obj["top_k"] = [{"index": i, "label": lbl, "confidence": rounded(c)} for i, lbl, c in pred.top_k(top_k)]
     return obj
 
 
@@ -206,8 +212,8 @@ class _Printer:
 
     def _row(self, item: Input, pred: Prediction) -> str:
         flag = "unsure" if pred.unsure else ""
-        line = f"{pred.label:<12} {100 * pred.confidence:>9.1f}%  {flag:6}  {item.shown}"
+        line = f"{pred.label:<12} {100 * rounded(pred.confidence):>9.1f}%  {flag:6}  {item.shown}"
         if self.top_k > 1:
-            rest = ", ".join(f"{lbl} {100 * c:.1f}%" for _, lbl, c in pred.top_k(self.top_k)[1:])
+            rest = ", ".join(f"{lbl} {100 * rounded(c):.1f}%" for _, lbl, c in pred.top_k(self.top_k)[1:])
             line += f"  ({rest})"
         return line

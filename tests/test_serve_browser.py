@@ -124,3 +124,12 @@ def test_the_page_asks_for_the_camera_and_weighs_under_its_budget(tmp_path: Path
     assert b'accept="image/*" capture="environment"' in html
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
     assert b"http://" not in html and b"https://" not in html  # no address of another host
+
+
+def test_the_page_prints_each_confidence_as_classify_s_table_does(browser, tmp_path: Path) -> None:
+    """Answers carry four decimals; a value such as 0.9325 lies exactly halfway between two tenths of a
+    percent, where JavaScript's toFixed rounds up and Python to even: the page must say what classify says."""
+    with running_server(tmp_path) as server:
+        browser.get(f"http://{server.host}:{server.port}/")
+        shown = browser.execute_script("return Array.from({length: 10001}, (_, k) => percent(k / 10000));")
+    assert shown == [f"{100 * (k / 10000):.1f}%" for k in range(10001)]
