@@ -99,7 +99,6 @@ _TRAINING_OPTIONS = ("epochs", "seed", "seeds", "stages", "photos", "no_photos",
 _RECIPE = TrainConfig()  # every default below is read from here, never typed twice
 
 
-@quiet_unless_verbose
 def _one_of_selections(value: str) -> str:
     """--select's check without importing click (the base install's typer may vendor it)."""
     if value not in SELECTIONS:
@@ -107,6 +106,7 @@ def _one_of_selections(value: str) -> str:
     return value
 
 
+@quiet_unless_verbose
 def train(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = _RECIPE.epochs,
