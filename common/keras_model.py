@@ -31,4 +31,27 @@ def load_keras_model(path: Path, with_optimizer: bool = False) -> Any:
 
     # Keras raises many types for a bad file (ValueError, OSError, zipfile errors, its own)
     with reraise_as(ModelError, f"{path}: cannot load Keras model", Exception):
-        return keras.models.load_model(path, compile=with_optimizer)
+        model = keras.models.load_model(path, compile=with_optimizer)
+    return model if with_optimizer else in_precision(model, "float32")
+
+
+# The layers a bfloat16 run computes in bfloat16. The normalization, the pooling to features, dropout and
+# the classifier stay float32: the logits and the loss keep their precision, as Keras' guide advises.
+BF16_LAYERS = ("Conv2D", "BatchNormalization", "ReLU", "Add", "MaxPooling2D")
+
+
+def in_precision(model: Any, precision: str) -> Any:
+    """`model` with its conv stack computing in `precision` ("float32" or "bfloat16"): the same weights
+    (float32 variables either way), rebuilt only when its layers compute in something else. So a model a
+    bfloat16 run saved, even mid-run, exports and evaluates as the float32 network it is."""
+    import keras
+
+    policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
+    if all(layer.dtype_policy.name == policy for layer in model.layers if type(layer).__name__ in BF16_LAYERS):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        layer["config"]["dtype"] = policy if layer["class_name"] in BF16_LAYERS else "float32"
+    rebuilt = keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,13 +143,14 @@ def test_train_with_no_options_is_the_recipe_the_shipped_model_was_trained_with(
     from fmnist_edge.train.record import read_record
 
     shipped = read_record(ARTIFACTS / "fmnist_cnn.training.json")
-    assert shipped.config == TrainConfig() and shipped.photos is not None
+    assert replace(shipped.config, precision="auto") == TrainConfig() and shipped.photos is not None
     assert shipped.photos.train == 549 and shipped.photos.val == 151  # all of fetch-photos' folder
     params = {p.name: p.default for p in typer.main.get_command(app).commands["train"].params}
     c = shipped.config
     assert (params["epochs"], params["seed"], params["lr"], params["weight_decay"], params["photo_fraction"],
-            params["batch_size"], params["select"], params["residual"]) == (
-        c.epochs, c.seed, c.peak_lr, c.weight_decay, c.photo_fraction, c.batch_size, c.select, c.model.residual)
+            params["batch_size"], params["select"], params["residual"], params["precision"]) == (
+        c.epochs, c.seed, c.peak_lr, c.weight_decay, c.photo_fraction, c.batch_size, c.select, c.model.residual,
+        "auto")
 
 
 @pytest.mark.slow
@@ -211,7 +213,9 @@ def test_a_run_never_starts_from_the_model_it_would_overwrite(smoke_run: Path) -
 
 @pytest.mark.slow
 @needs_tensorflow
-def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch,
+                                                                          precision: str) -> None:
     import keras
 
     from fmnist_edge.train import loop
@@ -223,7 +227,8 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_
         raise KeyboardInterrupt  # as Ctrl-C, or the machine going away, right after a checkpoint
 
     monkeypatch.setattr(loop.Recorder, "on_epoch_end", stop_after_the_first_epoch)
-    args = ["train", "--subset", "256", "--epochs", "3", "--no-photos", "--out", str(tmp_path)]
+    args = ["train", "--subset", "256", "--epochs", "3", "--no-photos", "--precision", precision,
+            "--out", str(tmp_path)]
     stopped = CliRunner().invoke(app, args)
     assert stopped.exit_code == 130 and "train --resume --out" in stopped.stderr
     monkeypatch.setattr(loop.Recorder, "on_epoch_end", finish_epoch)

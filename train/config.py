@@ -60,7 +60,7 @@ class PhotoAugmentConfig:
 class TrainConfig:
     """The shipped recipe is these defaults with the photos in PHOTOS_DIR."""
 
-    epochs: int = 48
+    epochs: int = 80
     batch_size: int = 128
     peak_lr: float = 0.1  # SGD with Nesterov momentum, linear warm-up then cosine to zero
     warmup_epochs: float = 1.0
@@ -77,6 +77,9 @@ class TrainConfig:
     # "last": the end of the cosine schedule (the shipped recipe); "best": the best epoch on validation
     # data, which with 151 noisy validation photos tends to pick a mid-schedule epoch.
     select: str = "last"
+    # "auto": bfloat16 where the CPU computes it natively (train/precision.py), else float32. A run's
+    # record holds the resolved value; records from before this field trained in float32.
+    precision: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     photo_augment: PhotoAugmentConfig = field(default_factory=PhotoAugmentConfig)

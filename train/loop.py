@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from fmnist_edge.common.atomic import atomic_path
-from fmnist_edge.common.keras_model import load_keras_model
+from fmnist_edge.common.keras_model import in_precision, load_keras_model
 from fmnist_edge.runtime.classifier import mirror_averaged
 from fmnist_edge.runtime.errors import ModelError
 from fmnist_edge.runtime.spec import INPUT_SHAPE, NUM_CLASSES
@@ -27,10 +27,12 @@ from fmnist_edge.train.record import TrainingRecord, validation_score
 
 
 def initial_model(cfg, init: Path | None) -> keras.Model:
-    """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins)."""
+    """A fresh model from cfg.model, or the trained model to fine-tune (its own shape wins), computing
+    in cfg.precision."""
     if init is None:
-        return build_model(cfg.model)
-    return _frozen_as_configured(_of_our_contract(load_keras_model(init), init), cfg)
+        return in_precision(build_model(cfg.model), cfg.precision)
+    model = in_precision(_of_our_contract(load_keras_model(init), init), cfg.precision)
+    return _frozen_as_configured(model, cfg)
 
 
 def _of_our_contract(model: keras.Model, path: Path) -> keras.Model:

@@ -25,6 +25,7 @@ from fmnist_edge.common.atomic import write_text_atomic
 from fmnist_edge.common.errors import RecordError
 from fmnist_edge.common.keras_model import TRAINING_RECORD
 from fmnist_edge.train.config import TrainConfig
+from fmnist_edge.train.precision import PRECISIONS
 
 RECORD_VERSION = 2
 RECORD_FILE = TRAINING_RECORD
@@ -121,11 +122,14 @@ def parse_record(data: Any, where: str = "training record") -> TrainingRecord:
         raise RecordError(f"{where}: field status {record.status!r} is not one of {', '.join(STATUSES)}")
     if record.config.select not in ("last", "best"):
         raise RecordError(f"{where}: field config.select {record.config.select!r} is not last or best")
+    if record.config.precision not in PRECISIONS:
+        raise RecordError(f"{where}: field config.precision {record.config.precision!r} is not one of "
+                          f"{', '.join(PRECISIONS)}")
     return record
 
 
 def _upgrade(data: dict, version: int, where: str) -> dict:
-    """A version-1 record in today's layout; what cannot be carried over is refused by field name."""
+    """An older record in today's layout; what cannot be carried over is refused by field name."""
     if version == 1:
         data.pop("seed", None)  # a copy of config.seed
         if data.pop("teacher", None) is not None:
@@ -140,6 +144,9 @@ def _upgrade(data: dict, version: int, where: str) -> dict:
                                   "this record's run cannot be resumed or re-read")
             data["config"] = config
         data["record_version"] = RECORD_VERSION
+    config = data.get("config")
+    if isinstance(config, dict) and "precision" not in config:
+        data["config"] = {**config, "precision": "float32"}  # written before bfloat16 training existed
     return data
 
 

@@ -16,11 +16,12 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from fmnist_edge.common.atomic import atomic_path
 from fmnist_edge.common.errors import ExportError
 from fmnist_edge.common.lock import FolderLock
 from fmnist_edge.common.provenance import git_commit, versions
@@ -33,6 +34,7 @@ from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.model import PARAM_LIMIT, check_buildable, count_macs
 from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split, subset_of, with_variants
+from fmnist_edge.train.precision import resolve_precision
 from fmnist_edge.train.record import RECORD_FILE, InputFile, PhotosUsed, TrainingRecord, read_record, write_record
 from fmnist_edge.train.split import split
 
@@ -72,6 +74,10 @@ def train(
     so a caller can watch a run without parsing its log, and stop it by raising StopTraining."""
     if init is not None and not init.is_file():
         raise ModelError(f"{init}: no such model to start from")
+    try:
+        cfg = replace(cfg, precision=resolve_precision(cfg.precision))  # the record keeps what ran
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if cfg.photo_subset is not None and photos is None:
         raise UsageError("a photo subset needs photos to take it from (--photos)")
     if not 0.0 < cfg.photo_fraction < 1.0:
@@ -197,6 +203,8 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
         validation = (data.val_x[..., None].astype("float32"), loop.one_hot(data.val_y))
         model.fit(batches, shuffle=False, validation_data=validation,  # Batches orders each epoch itself
                   epochs=cfg.epochs, initial_epoch=first_epoch, callbacks=callbacks, verbose=0)
+        if cfg.precision != "float32":  # the model a run ships computes in float32, whatever it trained in
+            _save_in_float32(out_dir / MODEL_FILE)
         record.status = "completed"
         (out_dir / RESUME_FILE).unlink(missing_ok=True)  # a completed run has nothing left to resume
     except (KeyboardInterrupt, StopTraining):
@@ -205,6 +213,14 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
     finally:
         _save(record, record_path, started)
     return record
+
+
+def _save_in_float32(model_path: Path) -> None:
+    from fmnist_edge.common.keras_model import load_keras_model
+
+    model = load_keras_model(model_path)  # for inference: in float32, without the optimizer
+    with atomic_path(model_path) as tmp:
+        model.save(tmp)
 
 
 def _same_photos(used: PhotosUsed | None) -> Path | None:
