@@ -60,7 +60,7 @@ class PhotoAugmentConfig:
 class TrainConfig:
     """The shipped recipe is these defaults with the photos in PHOTOS_DIR."""
 
-    epochs: int = 80
+    epochs: int = 48
     batch_size: int = 128
     peak_lr: float = 0.1  # SGD with Nesterov momentum, linear warm-up then cosine to zero
     warmup_epochs: float = 1.0
