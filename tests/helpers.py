@@ -47,3 +47,16 @@ class FileServer(Quiet, SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         self.requests.append(self.path.lstrip("/"))
         super().do_GET()
+
+
+def _bfloat16_runs() -> bool:
+    from fmnist_edge.train.precision import bfloat16_warning
+
+    try:
+        bfloat16_warning()
+    except ValueError:
+        return False
+    return True
+
+
+BFLOAT16_RUNS = _bfloat16_runs()  # TensorFlow trains in bfloat16 everywhere but x86 CPUs without AVX-512

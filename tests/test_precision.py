@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import BFLOAT16_RUNS
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
-from fmnist_edge.train.precision import native_bf16, resolve_precision
+from fmnist_edge.train.precision import bfloat16_warning, native_bf16, resolve_precision
 
 needs_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
                                       reason="needs the [train] extra")
@@ -35,6 +36,19 @@ def test_auto_is_bfloat16_only_where_the_cpu_computes_it_natively(tmp_path: Path
     monkeypatch.setattr("platform.machine", lambda: machine)
     assert resolve_precision("auto", cpuinfo) == expected
     assert resolve_precision("float32", cpuinfo) == "float32" and resolve_precision("bfloat16", cpuinfo) == "bfloat16"
+
+
+def test_bfloat16_asked_for_where_it_is_emulated_warns_and_where_it_cannot_run_is_refused(
+        tmp_path: Path, monkeypatch) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    cpuinfo.write_text(EPYC_FLAGS)
+    assert bfloat16_warning(cpuinfo) is None
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n")
+    assert "emulates it, about 2.5x slower" in bfloat16_warning(cpuinfo)
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+    with pytest.raises(ValueError, match="cannot train in it here; use --precision float32 or auto"):
+        bfloat16_warning(cpuinfo)
 
 
 def test_a_machine_without_proc_cpuinfo_trains_in_float32(tmp_path: Path) -> None:
@@ -102,6 +116,9 @@ def test_a_bfloat16_run_writes_a_float32_model_and_records_its_precision(tmp_pat
     monkeypatch.setattr(loop.Recorder, "on_epoch_end", look_at_the_checkpoint)
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--no-photos", "--precision",
                                       "bfloat16", "--out", str(tmp_path)])
+    if not BFLOAT16_RUNS:  # an x86 CPU without AVX-512: one line instead of TensorFlow's failure
+        assert result.exit_code == 2 and "use --precision float32 or auto" in result.stderr
+        return
     assert result.exit_code == 0, result.output
     assert "mixed_bfloat16" in checkpoints[0]  # mid-run, the checkpoint resumes in the precision it trained in
     assert _layer_dtypes(tmp_path / "fmnist_cnn.keras") == {"float32"}  # the finished run's model

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from helpers import BFLOAT16_RUNS
 from typer.testing import CliRunner
 
 from fmnist_edge.app import app
@@ -213,7 +214,8 @@ def test_a_run_never_starts_from_the_model_it_would_overwrite(smoke_run: Path) -
 
 @pytest.mark.slow
 @needs_tensorflow
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+# bfloat16 where TensorFlow can run it (tests/test_precision.py checks the refusal elsewhere)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"] if BFLOAT16_RUNS else ["float32"])
 def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch,
                                                                           precision: str) -> None:
     import keras

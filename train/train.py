@@ -34,7 +34,7 @@ from fmnist_edge.train import data as fmnist_data
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.model import PARAM_LIMIT, check_buildable, count_macs
 from fmnist_edge.train.photos import TRAIN_SPLIT, VAL_SPLIT, PhotoSplit, load_split, subset_of, with_variants
-from fmnist_edge.train.precision import resolve_precision
+from fmnist_edge.train.precision import bfloat16_warning, resolve_precision
 from fmnist_edge.train.record import RECORD_FILE, InputFile, PhotosUsed, TrainingRecord, read_record, write_record
 from fmnist_edge.train.split import split
 
@@ -76,8 +76,11 @@ def train(
         raise ModelError(f"{init}: no such model to start from")
     try:
         cfg = replace(cfg, precision=resolve_precision(cfg.precision))  # the record keeps what ran
+        warning = bfloat16_warning() if cfg.precision == "bfloat16" else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if warning:
+        log(warning)
     if cfg.photo_subset is not None and photos is None:
         raise UsageError("a photo subset needs photos to take it from (--photos)")
     if not 0.0 < cfg.photo_fraction < 1.0:
@@ -121,6 +124,13 @@ def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> TrainingRe
         checkpoint = out_dir / (MODEL_FILE if cfg.select == "last" else RESUME_FILE)
         if done == 0 or not checkpoint.is_file():
             raise UsageError(f"{out_dir}: no finished epoch to resume from; start the run again")
+        if cfg.precision == "bfloat16":
+            try:
+                warning = bfloat16_warning()
+            except ValueError as exc:
+                raise UsageError(f"{out_dir}: the run trained in bfloat16; {exc}") from None
+            if warning:
+                log(warning)
         photos = _same_photos(record.photos)
         started = time.time() - record.wall_seconds
         commit = git_commit(Path(__file__).resolve().parent)
