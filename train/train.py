@@ -76,11 +76,9 @@ def train(
         raise ModelError(f"{init}: no such model to start from")
     try:
         cfg = replace(cfg, precision=resolve_precision(cfg.precision))  # the record keeps what ran
-        warning = bfloat16_warning() if cfg.precision == "bfloat16" else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if warning:
-        log(warning)
+    _check_precision(cfg, log)
     if cfg.photo_subset is not None and photos is None:
         raise UsageError("a photo subset needs photos to take it from (--photos)")
     if not 0.0 < cfg.photo_fraction < 1.0:
@@ -124,13 +122,7 @@ def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> TrainingRe
         checkpoint = out_dir / (MODEL_FILE if cfg.select == "last" else RESUME_FILE)
         if done == 0 or not checkpoint.is_file():
             raise UsageError(f"{out_dir}: no finished epoch to resume from; start the run again")
-        if cfg.precision == "bfloat16":
-            try:
-                warning = bfloat16_warning()
-            except ValueError as exc:
-                raise UsageError(f"{out_dir}: the run trained in bfloat16; {exc}") from None
-            if warning:
-                log(warning)
+        _check_precision(cfg, log, f"{out_dir}: the run trained in bfloat16; ")
         photos = _same_photos(record.photos)
         started = time.time() - record.wall_seconds
         commit = git_commit(Path(__file__).resolve().parent)
@@ -145,6 +137,18 @@ def resume(out_dir: Path, data_dir: Path | None = None, log=print) -> TrainingRe
         record.status = "running"
         log(f"resuming {out_dir} after epoch {done} of {cfg.epochs}")
         return _fit(cfg, out_dir, data, record, started, log, start=checkpoint, resuming=True)
+
+
+def _check_precision(cfg: TrainConfig, log, context: str = "") -> None:
+    """Before any data loads: bfloat16 where TensorFlow cannot run it is one line; where it emulates it, a warning."""
+    if cfg.precision != "bfloat16":
+        return
+    try:
+        warning = bfloat16_warning()
+    except ValueError as exc:
+        raise UsageError(f"{context}{exc}") from None
+    if warning:
+        log(warning)
 
 
 def _locked(out_dir: Path) -> FolderLock:
