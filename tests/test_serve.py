@@ -361,3 +361,78 @@ def test_backend_runs_the_model_classify_runs_with_it(tmp_path: Path, backend: s
             status, _, served = server.post_image(photo.read_bytes(), "/classify?top_k=3")
             assert status == 200 and served["model"]["file"] == model["file"]
             assert_same_answer(served, printed[photo.name])
+
+
+async def asgi_post(app, body: bytes) -> tuple[int, dict[str, str], dict]:
+    """One POST /classify of `body` handed straight to the app (no socket), as uvicorn hands it."""
+    import asyncio
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/classify", "raw_path": b"/classify", "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+             "headers": [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]}
+    incoming = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if incoming:
+            return incoming.pop()
+        await asyncio.Event().wait()  # the client stays connected
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), 30)
+    headers = {k.decode().lower(): v.decode() for k, v in sent[0]["headers"]}
+    return sent[0]["status"], headers, json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def test_a_photo_not_done_in_time_gets_503_and_its_place_comes_back() -> None:
+    """The one worker is held by a photo whose --save-input step waits, so the next photo waits in
+    the queue past the time limit: 503 with Retry-After, its place is given back at once (it is taken
+    off the queue, never classified), and once the worker is free photos are answered again. Driven
+    in the app without a socket: over a socket no photo is slow on every machine, which is why the
+    real-server tests above cannot reach this path."""
+    import asyncio
+    import threading
+
+    from fmnist_edge.serve.app import Limits, create_app
+    from fmnist_edge.serve.pool import ModelPool
+
+    data = PHOTO.read_bytes()
+    pool = ModelPool(None, None, workers=1, queue_size=1)
+    app = create_app(pool, Limits(max_body=1_000_000, timeout=0.3))
+    gate, holding = threading.Event(), threading.Event()
+
+    def hold(answer) -> None:
+        holding.set()
+        gate.wait(30)
+
+    async def until_in_hand(count: int) -> None:
+        for _ in range(500):
+            if pool.in_hand == count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{pool.in_hand} requests in hand, not {count}")
+
+    async def scenario() -> None:
+        assert pool.admit()
+        held = asyncio.ensure_future(pool.classify(data, "held.jpg", 30, hold))
+        while not holding.is_set():
+            await asyncio.sleep(0.01)
+        status, headers, body = await asgi_post(app, data)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert "not done within 0.3 s (the server is busy); try again" in body["error"]
+        await until_in_hand(1)  # only the held photo: the refused one left the queue unstarted
+        gate.set()
+        assert (await held).prediction.label in CLASS_NAMES
+        await until_in_hand(0)
+        status, _, answer = await asgi_post(app, data)
+        assert status == 200 and answer["label"] in CLASS_NAMES
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
+        pool.close()
