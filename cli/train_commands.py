@@ -95,8 +95,8 @@ def fetch_photos_cmd(
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
 _TRAINING_OPTIONS = ("epochs", "seed", "seeds", "stages", "photos", "no_photos", "photo_fraction", "init", "lr",
-                     "weight_decay", "label_smoothing", "erase_prob", "dropout", "residual", "freeze_bn", "select",
-                     "subset", "photo_subset", "batch_size", "precision", "force")
+                     "weight_decay", "label_smoothing", "erase_prob", "alternate_flip", "dropout", "residual",
+                     "freeze_bn", "select", "subset", "photo_subset", "batch_size", "precision", "force")
 _RECIPE = TrainConfig()  # every default below is read from here, never typed twice
 
 
@@ -149,6 +149,9 @@ def train(
                                                    "shapes the unsure threshold).")] = _RECIPE.label_smoothing,
     erase_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a dataset image gets a random "
                                               "erasing.")] = _RECIPE.augment.erase_prob,
+    alternate_flip: Annotated[bool, typer.Option(help="Mirror each dataset image on alternate epochs (the first "
+                                                 "epoch's at random) instead of by a coin flip each epoch.")
+                              ] = _RECIPE.augment.alternate_flip,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout before the classifier (a new "
                                            "network; --init keeps its own).")] = _RECIPE.model.dropout,
     residual: Annotated[bool, typer.Option(help="Identity shortcuts around each conv that keeps its stage's width "
@@ -225,7 +228,7 @@ def train(
         cfg = replace(_RECIPE, model=replace(model, dropout=dropout, residual=residual), epochs=epochs, seed=seed,
                       subset=subset, photo_subset=photo_subset, batch_size=batch_size, peak_lr=lr,
                       photo_fraction=photo_fraction, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                      augment=replace(_RECIPE.augment, erase_prob=erase_prob),
+                      augment=replace(_RECIPE.augment, erase_prob=erase_prob, alternate_flip=alternate_flip),
                       warmup_epochs=0.0 if init else _RECIPE.warmup_epochs,
                       freeze_batchnorm=freeze_bn and init is not None, select=select,
                       precision=resolve_precision(precision))

@@ -108,14 +108,15 @@ def test_the_parameter_count_checked_before_training_is_keras_s(text: str) -> No
 
 @pytest.mark.slow
 @needs_tensorflow
-def test_a_network_shape_from_the_command_line_is_trained_and_recorded(tmp_path: Path) -> None:
+def test_a_network_shape_and_flips_from_the_command_line_are_trained_and_recorded(tmp_path: Path) -> None:
     from fmnist_edge.train.model import ModelConfig, param_count
 
     result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "1", "--stages", "8/16,16",
-                                      "--residual", "--no-photos", "--out", str(tmp_path)])
+                                      "--residual", "--alternate-flip", "--no-photos", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "fmnist_cnn.training.json").read_text())
     assert record["config"]["model"]["stages"] == [[8], [16, 16]] and record["config"]["model"]["residual"] is True
+    assert record["config"]["augment"]["alternate_flip"] is True
     saved = json.loads(zipfile.ZipFile(tmp_path / "fmnist_cnn.keras").read("config.json"))
     assert [layer["class_name"] for layer in saved["config"]["layers"]].count("Add") == 1  # 16 -> 16 only
     assert record["params"] == param_count(ModelConfig(stages=((8,), (16, 16))))
@@ -337,3 +338,36 @@ def test_a_batch_holds_the_same_images_whichever_thread_makes_it_and_when() -> N
     first.on_epoch_end()
     assert not np.array_equal(first[0][0], in_order[0][0])  # the next epoch is another draw
     assert np.array_equal(Batches(data, cfg, first_epoch=1)[0][0], first[0][0])  # as a resumed run draws it
+
+
+def test_alternating_flips_show_each_image_both_ways_in_every_two_epochs() -> None:
+    """`--alternate-flip`: an image mirrored in one epoch is not in the next, and the other way round;
+    which way each starts is drawn from the seed, so a resumed run flips as the uninterrupted one."""
+    from fmnist_edge.train.config import AugmentConfig, TrainConfig
+    from fmnist_edge.train.loop import Batches
+    from fmnist_edge.train.train import Data
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300)
+    data = Data(images, labels, images[:10], labels[:10], photos=None)
+    cfg = TrainConfig(batch_size=64, augment=AugmentConfig(alternate_flip=True, max_shift=0, erase_prob=0.0))
+
+    def mirrored(batches: Batches) -> np.ndarray:
+        """Which training images this epoch of `batches` shows mirrored, by image index."""
+        seen = np.concatenate([batches[i][0][..., 0] for i in range(len(batches))]).astype(np.uint8)
+        shown = seen[np.argsort(batches.order)]
+        assert all(np.array_equal(s, im) or np.array_equal(s, im[:, ::-1]) for s, im in zip(shown, images, strict=True))
+        return np.array([not np.array_equal(s, im) for s, im in zip(shown, images, strict=True)])
+
+    batches = Batches(data, cfg, threads=1)
+    flips = []
+    for _ in range(3):
+        flips.append(mirrored(batches))
+        batches.on_epoch_end()
+    assert 0.3 < flips[0].mean() < 0.7  # the first epoch's at random
+    assert np.array_equal(flips[1], ~flips[0]) and np.array_equal(flips[2], flips[0])
+    assert np.array_equal(mirrored(Batches(data, cfg, first_epoch=1, threads=1)), flips[1])
+    coin = Batches(data, replace(cfg, augment=replace(cfg.augment, alternate_flip=False)), threads=1)
+    first = mirrored(coin)
+    coin.on_epoch_end()
+    assert (mirrored(coin) == first).any()  # coin flips: some images show the same way twice running

@@ -11,12 +11,14 @@ import numpy as np
 from fmnist_edge.train.config import AugmentConfig
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """images: uint8 [N, H, W]. Returns a new uint8 array of the same shape."""
+def augment_batch(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
+                  flips: np.ndarray | None = None) -> np.ndarray:
+    """images: uint8 [N, H, W]. Returns a new uint8 array of the same shape. `flips` (bool [N]): which
+    images to mirror, decided by the caller (alternating flips); else drawn from `rng` when cfg.flip."""
     n, h, w = images.shape
     out = images
     if cfg.flip:
-        flip = rng.random(n) < 0.5
+        flip = rng.random(n) < 0.5 if flips is None else flips
         out = np.where(flip[:, None, None], out[:, :, ::-1], out)
     if cfg.max_shift > 0:
         s = cfg.max_shift

@@ -35,6 +35,10 @@ class AugmentConfig:
     """Dataset augmentation: what suits Fashion-MNIST (rotation and shear hurt on it, so they are absent)."""
 
     flip: bool = True
+    # Flip each image on alternate epochs (its first epoch's flip at random), as airbench does: every
+    # image is seen both ways in every two epochs, where independent coin flips show a quarter of them
+    # one way only. Not measured here yet (docs/levers.md), so off.
+    alternate_flip: bool = False
     max_shift: int = 2  # pixels, via zero padding then a random 28x28 crop
     erase_prob: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.25)  # fraction of the image

@@ -118,6 +118,7 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
 
 
 LOADER_THREADS = 2  # threads preparing batches while the model trains on the one before
+FLIP_STREAM = 0x466C6970  # "Flip": seeds the alternating flips apart from the shuffles and batches
 
 
 class Batches(keras.utils.PyDataset):
@@ -141,6 +142,9 @@ class Batches(keras.utils.PyDataset):
             self.photo_weights = class_balanced_weights(data.photos.labels)
         self.per_batch = cfg.batch_size - self.photos_per_batch
         self.epoch = first_epoch  # a resumed run draws the epochs the uninterrupted one would have
+        self.first_flips = None  # with alternating flips: which images epoch 0 mirrors (a function of the seed)
+        if cfg.augment.flip and cfg.augment.alternate_flip:
+            self.first_flips = np.random.default_rng([cfg.seed, FLIP_STREAM]).random(len(data.train_x)) < 0.5
         self._shuffle()
 
     def _shuffle(self) -> None:
@@ -152,7 +156,8 @@ class Batches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i])
         idx = self.order[i * self.per_batch : (i + 1) * self.per_batch]
-        x = augment_batch(self.data.train_x[idx], rng, self.cfg.augment)[..., None].astype("float32")
+        flips = None if self.first_flips is None else self.first_flips[idx] ^ bool(self.epoch % 2)
+        x = augment_batch(self.data.train_x[idx], rng, self.cfg.augment, flips)[..., None].astype("float32")
         y = one_hot(self.data.train_y[idx])
         if self.photos_per_batch:
             photos = self.data.photos
