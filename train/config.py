@@ -36,8 +36,8 @@ class AugmentConfig:
 
     flip: bool = True
     # Flip each image on alternate epochs (its first epoch's flip at random), as airbench does: every
-    # image is seen both ways in every two epochs, where independent coin flips show a quarter of them
-    # one way only. Not measured here yet (docs/levers.md), so off.
+    # image is seen both ways in every two epochs, where independent coin flips show half of them one
+    # way only. Not measured here yet (docs/levers.md), so off.
     alternate_flip: bool = False
     max_shift: int = 2  # pixels, via zero padding then a random 28x28 crop
     erase_prob: float = 0.5
