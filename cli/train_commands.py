@@ -95,7 +95,7 @@ def fetch_photos_cmd(
 
 # What --resume reads from the run's record instead; giving one of them with --resume is refused.
 _TRAINING_OPTIONS = ("epochs", "seed", "seeds", "stages", "photos", "no_photos", "photo_fraction", "init", "lr",
-                     "weight_decay", "label_smoothing", "erase_prob", "alternate_flip", "dropout", "residual",
+                     "weight_decay", "label_smoothing", "ema", "erase_prob", "alternate_flip", "dropout", "residual",
                      "freeze_bn", "select", "subset", "photo_subset", "batch_size", "precision", "force")
 _RECIPE = TrainConfig()  # every default below is read from here, never typed twice
 
@@ -147,6 +147,9 @@ def train(
                                                 "or biases).")] = _RECIPE.weight_decay,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5, help="Label smoothing of the loss (it also "
                                                    "shapes the unsure threshold).")] = _RECIPE.label_smoothing,
+    ema: Annotated[float | None, typer.Option(min=0.5, max=0.99999, help="Keep a moving average of the weights "
+                                              "(this momentum per step, e.g. 0.999) and ship it instead of the "
+                                              "last weights; validation scores the average.")] = _RECIPE.ema,
     erase_prob: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that a dataset image gets a random "
                                               "erasing.")] = _RECIPE.augment.erase_prob,
     alternate_flip: Annotated[bool, typer.Option(help="Mirror each dataset image on alternate epochs (the first "
@@ -228,7 +231,7 @@ def train(
         cfg = replace(_RECIPE, model=replace(model, dropout=dropout, residual=residual), epochs=epochs, seed=seed,
                       subset=subset, photo_subset=photo_subset, batch_size=batch_size, peak_lr=lr,
                       photo_fraction=photo_fraction, weight_decay=weight_decay, label_smoothing=label_smoothing,
-                      augment=replace(_RECIPE.augment, erase_prob=erase_prob, alternate_flip=alternate_flip),
+                      ema=ema, augment=replace(_RECIPE.augment, erase_prob=erase_prob, alternate_flip=alternate_flip),
                       warmup_epochs=0.0 if init else _RECIPE.warmup_epochs,
                       freeze_batchnorm=freeze_bn and init is not None, select=select,
                       precision=resolve_precision(precision))

@@ -216,9 +216,11 @@ def test_a_run_never_starts_from_the_model_it_would_overwrite(smoke_run: Path) -
 @pytest.mark.slow
 @needs_tensorflow
 # bfloat16 where TensorFlow can run it (tests/test_precision.py checks the refusal elsewhere)
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"] if BFLOAT16_RUNS else ["float32"])
+# and a run that ships its weights' moving average, whose checkpoints hold the average in the model
+@pytest.mark.parametrize(("precision", "extra"), [("float32", []), ("float32", ["--ema", "0.9"]),
+                                                  *([("bfloat16", [])] if BFLOAT16_RUNS else [])])
 def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_path: Path, monkeypatch,
-                                                                          precision: str) -> None:
+                                                                          precision: str, extra: list[str]) -> None:
     import keras
 
     from fmnist_edge.train import loop
@@ -230,7 +232,7 @@ def test_a_stopped_run_resumes_where_it_stopped_and_a_finished_one_does_not(tmp_
         raise KeyboardInterrupt  # as Ctrl-C, or the machine going away, right after a checkpoint
 
     monkeypatch.setattr(loop.Recorder, "on_epoch_end", stop_after_the_first_epoch)
-    args = ["train", "--subset", "256", "--epochs", "3", "--no-photos", "--precision", precision,
+    args = ["train", "--subset", "256", "--epochs", "3", "--no-photos", "--precision", precision, *extra,
             "--out", str(tmp_path)]
     stopped = CliRunner().invoke(app, args)
     assert stopped.exit_code == 130 and "train --resume --out" in stopped.stderr
@@ -371,3 +373,35 @@ def test_alternating_flips_show_each_image_both_ways_in_every_two_epochs() -> No
     first = mirrored(coin)
     coin.on_epoch_end()
     assert (mirrored(coin) == first).any()  # coin flips: some images show the same way twice running
+
+
+@pytest.mark.slow
+@needs_tensorflow
+def test_an_averaging_run_ships_the_average_its_record_scores_and_trains_as_without(tmp_path: Path) -> None:
+    """`--ema`: the model written is the weights' moving average, not the last weights; the record's
+    validation figures are that model's; and averaging leaves the training path itself alone."""
+    import keras
+
+    from fmnist_edge.train import data
+    from fmnist_edge.train.record import read_record
+    from fmnist_edge.train.split import split
+
+    runs = {}
+    for name, extra in (("plain", []), ("averaged", ["--ema", "0.9"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["train", "--subset", "256", "--epochs", "2", "--no-photos",
+                                          "--precision", "float32", *extra, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        runs[name] = (read_record(out / "fmnist_cnn.training.json"), keras.saving.load_model(out / "fmnist_cnn.keras"))
+    (plain, plain_model), (averaged, averaged_model) = runs["plain"], runs["averaged"]
+    assert averaged.config.ema == 0.9 and plain.config.ema is None
+    # the weights trained the same way (the loss is the training weights'), epoch 2 included: the
+    # average was taken out of the model after epoch 1's checkpoint
+    assert [row["loss"] for row in averaged.history] == [row["loss"] for row in plain.history]
+    assert not all(np.array_equal(a, b) for a, b in zip(averaged_model.get_weights(), plain_model.get_weights(),
+                                                        strict=True))
+    ds = data.load()
+    _, (val_x, val_y) = split(ds.train_images, ds.train_labels, averaged.config)
+    for record, model in runs.values():
+        accuracy = (model.predict(val_x[..., None].astype("float32"), verbose=0).argmax(1) == val_y).mean()
+        assert accuracy == pytest.approx(record.history[-1]["val_accuracy"], abs=1e-5)

@@ -71,6 +71,10 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 2e-3  # decoupled (scaled by the learning rate); not applied to BatchNorm or biases
     label_smoothing: float = 0.1
+    # Ship the exponential moving average of the weights (this momentum per step) instead of the last
+    # weights, as airbench's EMA; each epoch's validation then scores the average. None: off, as it is
+    # not measured to help (docs/levers.md).
+    ema: float | None = None
     val_size: int = 5000
     seed: int = 0
     subset: int | None = None  # train on the first N shuffled images (smoke runs)

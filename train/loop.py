@@ -83,14 +83,17 @@ def _frozen_as_configured(model: keras.Model, cfg) -> keras.Model:
 
 
 def make_optimizer(cfg, steps_per_epoch: int):
-    """SGD with Nesterov momentum, a linear warm-up to peak_lr, then cosine to zero."""
+    """SGD with Nesterov momentum, a linear warm-up to peak_lr, then cosine to zero; with cfg.ema, keeping
+    a moving average of the weights in its own slots."""
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     total = cfg.epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.peak_lr / 100, decay_steps=max(1, total - warmup), alpha=0.0,
         warmup_target=cfg.peak_lr, warmup_steps=warmup,
     )
-    optimizer = keras.optimizers.SGD(schedule, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    averaging = {} if cfg.ema is None else {"use_ema": True, "ema_momentum": cfg.ema}
+    optimizer = keras.optimizers.SGD(schedule, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay,
+                                     **averaging)
     optimizer.exclude_from_weight_decay(var_names=["bn", "bias"])
     return schedule, optimizer
 
@@ -110,6 +113,53 @@ def restore_optimizer(optimizer, model: keras.Model, state: list[np.ndarray], ch
     if int(optimizer.iterations) != expected_step:
         raise ModelError(f"{checkpoint}: saved at step {int(optimizer.iterations)}, but the record's epochs "
                          f"end at step {expected_step}; cannot resume")
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """With cfg.ema: the weights' moving average is in the model for validation and for each epoch's
+    end, so the epoch's figures and checkpoint are the average's; the training weights wait in the
+    optimizer's average slots meanwhile and come back when the next epoch starts (or a resumed run
+    starts: `trade_in_training_weights`). Must come before the Recorder.
+
+    Keras' own SwapEMAWeights swaps by adding and subtracting, which is not exact in floating point:
+    the training weights would come back changed, and a resumed run would not be the run that never
+    stopped. This one trades values.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.average_in_model = False
+
+    def _put_average_in_model(self, wanted: bool) -> None:
+        if self.average_in_model != wanted:
+            trade_in_training_weights(self.model.optimizer)
+            self.average_in_model = wanted
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._put_average_in_model(False)
+
+    def on_test_begin(self, logs=None) -> None:
+        self._put_average_in_model(True)
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self._put_average_in_model(True)
+        if epoch == self.params["epochs"] - 1:  # fit() ends by writing the slots into the model: make them the average
+            for weight, slot in _averaged(self.model.optimizer):
+                slot.assign(weight)
+
+
+def trade_in_training_weights(optimizer) -> None:
+    """Swap the model's weights with the optimizer's average slots: a checkpoint of an averaging run
+    holds the average in the model and the training weights in the slots (see WeightAverage)."""
+    for weight, slot in _averaged(optimizer):
+        held = keras.ops.convert_to_numpy(slot)
+        slot.assign(weight)
+        weight.assign(held)
+
+
+def _averaged(optimizer) -> list[tuple]:
+    # Keras keeps the average slots in this attribute (its SwapEMAWeights reads it too); tests pin it.
+    return list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True))
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:

@@ -202,6 +202,8 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
     )
     if saved_optimizer is not None:
         loop.restore_optimizer(optimizer, model, saved_optimizer, start, expected_step=first_epoch * len(batches))
+        if cfg.ema is not None:
+            loop.trade_in_training_weights(optimizer)
     if resuming and record.seed_states is not None:
         loop.restore_seed_states(model, record.seed_states, start)
     elif resuming:  # a record written before the streams were saved
@@ -210,7 +212,7 @@ def _fit(cfg: TrainConfig, out_dir: Path, data: Data, record: TrainingRecord, st
     recorder = loop.Recorder(data, record, out_dir / MODEL_FILE, lambda: _save(record, record_path, started),
                              schedule, optimizer, log, keep_last=cfg.select == "last",
                              resume_path=None if cfg.select == "last" else out_dir / RESUME_FILE, on_epoch=on_epoch)
-    callbacks = [recorder]
+    callbacks = [recorder] if cfg.ema is None else [loop.WeightAverage(), recorder]
     if sys.stderr is not None and sys.stderr.isatty():
         callbacks.append(loop.ProgressBar(cfg.epochs - first_epoch, len(batches)))
     try:
